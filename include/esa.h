@@ -1,0 +1,314 @@
+/* esa.h - esa-vk: Efficient Selective Attention for long contexts on any Vulkan device.
+ *
+ * Each attention step attends to the first l_I tokens, the last l_L tokens, the current tokens,
+ * and the k middle tokens that score highest through low-dimensional query/key projections
+ * (Wang et al., "Unshackling Context Length: An Efficient Selective Attention Approach through
+ * Query-Key Compression", arXiv 2502.14477). The math is restated in ESA-SPEC.md.
+ *
+ * Two levels of API:
+ *  - simple: esa_context_create() owns a Vulkan instance and device; esa_attend() takes host
+ *    pointers, runs one step and returns when the output is in host memory.
+ *  - engine: esa_context_create_external() adopts the caller's VkInstance/VkDevice/queue;
+ *    esa_cmd_attend() records one step into the caller's command buffer, reading and writing
+ *    the caller's buffers by device address (see esa_cmd_attend for the barriers it expects).
+ *
+ * Thread safety: a context and the caches made from it are externally synchronized (one thread
+ * at a time per context, caches included). Separate contexts are independent. The library has
+ * no global state and never reads environment variables.
+ *
+ * Errors: every fallible function returns an esa_status; the library never aborts the host.
+ */
+#ifndef ESA_H
+#define ESA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(ESA_STATIC)
+#define ESA_API
+#elif defined(_WIN32)
+#if defined(ESA_BUILDING)
+#define ESA_API __declspec(dllexport)
+#else
+#define ESA_API __declspec(dllimport)
+#endif
+#elif defined(__GNUC__)
+#define ESA_API __attribute__((visibility("default")))
+#else
+#define ESA_API
+#endif
+
+#define ESA_VERSION_MAJOR 0
+#define ESA_VERSION_MINOR 1
+#define ESA_VERSION_PATCH 0
+#define ESA_VERSION_NUMBER (ESA_VERSION_MAJOR * 10000 + ESA_VERSION_MINOR * 100 + ESA_VERSION_PATCH)
+
+/* Runtime version: ESA_VERSION_NUMBER of the library actually linked. */
+ESA_API unsigned esa_version(void);
+/* Runtime version as "major.minor.patch"; static storage. */
+ESA_API const char *esa_version_string(void);
+
+/* Status codes. The numeric values are pinned: they never change between versions. */
+typedef enum esa_status {
+    ESA_SUCCESS = 0,
+    ESA_ERROR_INVALID_ARGUMENT = 1,   /* a NULL pointer, a value out of range, a bad shape */
+    ESA_ERROR_OUT_OF_HOST_MEMORY = 2,
+    ESA_ERROR_OUT_OF_DEVICE_MEMORY = 3,
+    ESA_ERROR_NO_DEVICE = 4,          /* no Vulkan loader, or no device (matching the request) */
+    ESA_ERROR_DEVICE_UNSUPPORTED = 5, /* the device lacks a feature the shaders need */
+    ESA_ERROR_VULKAN = 6,             /* a Vulkan call failed: see esa_context_last_vk_result() */
+    ESA_ERROR_CAPACITY = 7,           /* the step would exceed the cache's max_tokens */
+    ESA_ERROR_NOT_READY = 8,          /* a layer's compression matrices were never set */
+    ESA_ERROR_NON_FINITE = 9,         /* an input holds NaN or infinity */
+    ESA_ERROR_DEVICE_LOST = 10,
+    ESA_ERROR_LIMIT = 11              /* a shape beyond a device limit (buffer range, memory) */
+} esa_status;
+
+/* A static, human-readable name of a status ("ESA_ERROR_CAPACITY: ..."). Never NULL. */
+ESA_API const char *esa_status_string(esa_status status);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Context: one Vulkan device                                                                */
+
+typedef struct esa_context esa_context;
+
+typedef struct esa_context_desc {
+    /* Which device: device_name (a case-insensitive substring of the device name) wins if set;
+     * else device_index + 1 (so 0 means "choose": discrete > integrated > virtual > CPU). */
+    const char *device_name;
+    uint32_t device_index_plus_1;
+    /* Enable VK_LAYER_KHRONOS_validation and count its messages (esa_context_validation_count).
+     * Fails with ESA_ERROR_NO_DEVICE-free fallback: if the layer is missing, the context is
+     * created without it and esa_context_validation_count() returns UINT32_MAX. */
+    int enable_validation;
+    /* Print every validation message to stderr (only with enable_validation). */
+    int print_validation;
+    /* Optional host allocation callbacks for the library's own host memory (all three or none).
+     * user is passed back unchanged. */
+    void *(*alloc)(void *user, size_t size);
+    void *(*realloc)(void *user, void *ptr, size_t size);
+    void (*free)(void *user, void *ptr);
+    void *alloc_user;
+    uint32_t reserved[8]; /* must be zero */
+} esa_context_desc;
+
+/* Create a context that owns its Vulkan instance and device. desc may be NULL (all defaults).
+ * On failure *out is set to NULL. The Vulkan loader is opened at run time (libvulkan.so.1). */
+ESA_API esa_status esa_context_create(const esa_context_desc *desc, esa_context **out);
+
+/* Destroy a context; waits for the device to be idle. Accepts NULL. All caches made from the
+ * context must be destroyed first. */
+ESA_API void esa_context_destroy(esa_context *ctx);
+
+typedef enum esa_device_type {
+    ESA_DEVICE_OTHER = 0,
+    ESA_DEVICE_INTEGRATED = 1,
+    ESA_DEVICE_DISCRETE = 2,
+    ESA_DEVICE_VIRTUAL = 3,
+    ESA_DEVICE_CPU = 4
+} esa_device_type;
+
+typedef struct esa_device_info {
+    char name[256];
+    char driver_name[256];
+    char driver_info[256];
+    uint32_t vendor_id, device_id;
+    uint32_t api_version;            /* VK_MAKE_API_VERSION form */
+    uint32_t driver_version;
+    esa_device_type type;
+    uint32_t subgroup_size;          /* the default subgroup size in compute shaders */
+    uint32_t min_subgroup_size, max_subgroup_size;
+    uint64_t max_storage_buffer_range;
+    uint64_t max_memory_allocation_size;
+    uint64_t device_local_bytes;     /* size of the largest DEVICE_LOCAL heap */
+    uint32_t max_shared_memory;      /* maxComputeSharedMemorySize */
+    uint32_t max_workgroup_invocations;
+    float timestamp_period_ns;       /* 0 if the queue has no timestamps */
+    uint32_t index;                  /* index among the physical devices */
+} esa_device_info;
+
+ESA_API esa_status esa_context_device_info(const esa_context *ctx, esa_device_info *info);
+
+/* List the physical devices without creating a context: writes up to cap entries to infos and
+ * the total count to *count. infos may be NULL (cap 0) to query the count. */
+ESA_API esa_status esa_enumerate_devices(esa_device_info *infos, uint32_t cap, uint32_t *count);
+
+/* Validation messages seen so far (errors and warnings) if the context enabled validation;
+ * UINT32_MAX if validation was asked for but the layer is missing; 0 otherwise. */
+ESA_API uint32_t esa_context_validation_count(const esa_context *ctx);
+
+/* The VkResult (as int32) of the last failed Vulkan call, for ESA_ERROR_VULKAN. */
+ESA_API int32_t esa_context_last_vk_result(const esa_context *ctx);
+
+/* A description of the last error, with context (e.g. which limit was exceeded); never NULL. */
+ESA_API const char *esa_context_last_error(const esa_context *ctx);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Cache: one sequence's K/V and compressed keys, for every layer                            */
+
+typedef struct esa_cache esa_cache;
+
+typedef enum esa_rope_style {
+    ESA_ROPE_INTERLEAVED = 0, /* pairs (2i, 2i+1): GPT-J, llama.cpp "normal" mode */
+    ESA_ROPE_NEOX = 1         /* pairs (i, i + rope_dims/2) */
+} esa_rope_style;
+
+typedef enum esa_position_mode {
+    ESA_POSITIONS_EXTRAPOLATE = 0, /* spec 5: global part at fixed distance w, local part causal */
+    ESA_POSITIONS_EXACT = 1        /* true positions everywhere (sparsity only) */
+} esa_position_mode;
+
+typedef enum esa_score_mode {
+    ESA_SCORES_COMPRESSED = 0, /* q' = A q, k' = B k with the caller's matrices (spec 4.2) */
+    ESA_SCORES_EXACT = 1       /* full-dimension scores, no matrices needed (for checking) */
+} esa_score_mode;
+
+#define ESA_RADIUS_NONE (-1) /* proximity_radius value asking for epsilon = 0 */
+
+typedef struct esa_cache_desc {
+    /* Model shape (required). */
+    uint32_t n_layers;      /* 1..1024 */
+    uint32_t n_heads;       /* H query heads, 1..256 */
+    uint32_t n_kv_heads;    /* G key/value heads, divides H */
+    uint32_t head_dim;      /* d: 64, 80, 96, 128 (any even value 16..256 is accepted) */
+    uint32_t rope_dims;     /* rotated dims, even, <= d; 0 = d */
+    float rope_theta;       /* RoPE base; 0 = 10000 */
+    esa_rope_style rope_style;
+    float scale;            /* logit scale; 0 = 1/sqrt(d) */
+    /* ESA parameters (0 = default). */
+    uint32_t n_initial;     /* l_I, default 128 */
+    uint32_t n_local;       /* l_L, default 4096 */
+    uint32_t top_k;         /* k, default 2048; 1..ESA_MAX_TOP_K */
+    uint32_t compress_dim;  /* d', default 128, even, <= H*d */
+    int32_t proximity_radius; /* epsilon, default 1; ESA_RADIUS_NONE for 0; at most 64 */
+    uint32_t chunk;         /* l_C, default 512: longer calls are split into chunks */
+    uint32_t global_pos;    /* w, default l_L */
+    esa_position_mode position_mode;
+    esa_score_mode score_mode;
+    /* Capacity. */
+    uint32_t max_tokens;    /* tokens per layer the cache can hold (required) */
+    uint32_t reserved[8];   /* must be zero */
+} esa_cache_desc;
+
+#define ESA_MAX_TOP_K 65536u
+#define ESA_MAX_RADIUS 64
+
+/* Create a cache. desc is validated (ESA_ERROR_INVALID_ARGUMENT names the field in
+ * esa_context_last_error) and device buffers for max_tokens tokens of every layer are
+ * allocated now (ESA_ERROR_LIMIT if one layer's buffer exceeds maxStorageBufferRange or the
+ * allocation limit, ESA_ERROR_OUT_OF_DEVICE_MEMORY if the device is full). */
+ESA_API esa_status esa_cache_create(esa_context *ctx, const esa_cache_desc *desc, esa_cache **out);
+
+/* Destroy a cache; waits for its work to finish. Accepts NULL. */
+ESA_API void esa_cache_destroy(esa_cache *cache);
+
+/* The resolved parameters (defaults filled in). */
+ESA_API esa_status esa_cache_get_desc(const esa_cache *cache, esa_cache_desc *desc);
+
+/* Set one layer's compression matrices (spec 4.2), copied to the device:
+ *   a [d'][H*d] row-major: q' = A . rope_w(q), q = the H query heads concatenated;
+ *   b [d'][G*d] row-major: k' = B . k, k = the G pre-RoPE key heads concatenated
+ *     (the GQA-reduced form: sum the column blocks of heads that share a KV head).
+ * Must be called for every layer before its first step in ESA_SCORES_COMPRESSED mode; may be
+ * called again only while the layer holds no tokens (cached compressed keys would go stale). */
+ESA_API esa_status esa_cache_set_compression(esa_cache *cache, uint32_t layer, const float *a,
+                                             const float *b);
+
+/* Tokens held by a layer. */
+ESA_API esa_status esa_cache_length(const esa_cache *cache, uint32_t layer, uint32_t *len);
+
+/* Drop every token of every layer (the matrices stay). */
+ESA_API esa_status esa_cache_clear(esa_cache *cache);
+
+typedef enum esa_dtype {
+    ESA_F32 = 0,
+    ESA_F16 = 1 /* IEEE half, as uint16_t */
+} esa_dtype;
+
+/* What one step did (for diagnostics and tests). */
+typedef struct esa_step_info {
+    uint32_t dense;         /* 1: nothing to choose, dense attention with true positions */
+    uint32_t n_initial;     /* |I| of the last chunk */
+    uint32_t n_middle;      /* l_M of the last chunk */
+    uint32_t n_local;       /* |L| of the last chunk */
+    uint32_t n_selected;    /* |M_k| of the last chunk (0 when dense) */
+    uint32_t n_chunks;
+} esa_step_info;
+
+/* One attention step of one layer (simple API, blocking):
+ *   appends the n new tokens' pre-RoPE keys k[n][G][d] and values v[n][G][d] (dtype, stored
+ *   as fp16) after the layer's cached tokens, compresses their keys, and writes the attention
+ *   output of their queries q[n][H][d] (pre-RoPE, dtype) to out[n][H][d] (fp32), attending to
+ *   initial, selected middle, local and current tokens (causal among the current ones).
+ * n may exceed the chunk length l_C: the step is then processed as consecutive chunks.
+ * Inputs are checked for NaN/infinity first (ESA_ERROR_NON_FINITE, nothing appended).
+ * On any error the layer's cache is unchanged. info may be NULL. */
+ESA_API esa_status esa_attend(esa_cache *cache, uint32_t layer, uint32_t n, esa_dtype dtype,
+                              const void *q, const void *k, const void *v, float *out,
+                              esa_step_info *info);
+
+/* Dense causal attention with true positions over the whole layer (the comparison baseline),
+ * appending like esa_attend. Same contract. */
+ESA_API esa_status esa_attend_dense(esa_cache *cache, uint32_t layer, uint32_t n, esa_dtype dtype,
+                                    const void *q, const void *k, const void *v, float *out,
+                                    esa_step_info *info);
+
+/* The middle tokens selected by the layer's last ESA step (cache positions, ascending).
+ * Writes min(count, cap) entries; *count receives the full count (0 after a dense step). */
+ESA_API esa_status esa_cache_last_selection(esa_cache *cache, uint32_t layer, uint32_t *positions,
+                                            uint32_t cap, uint32_t *count);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Engine level: the caller's Vulkan objects and command buffers.                            */
+/* Declared when <vulkan/vulkan.h> (or volk.h) was included before esa.h.                    */
+#if defined(VK_VERSION_1_2)
+
+typedef struct esa_external_device_desc {
+    PFN_vkGetInstanceProcAddr get_instance_proc_addr; /* the caller's loader entry (required) */
+    VkInstance instance;               /* created with apiVersion >= 1.2 */
+    VkPhysicalDevice physical_device;
+    VkDevice device;                   /* created with VkPhysicalDeviceVulkan12Features::
+                                        * bufferDeviceAddress enabled */
+    VkQueue queue;                     /* used only by the simple entry points and setup copies */
+    uint32_t queue_family;             /* a family with VK_QUEUE_COMPUTE_BIT */
+    uint32_t reserved[8];              /* must be zero */
+} esa_external_device_desc;
+
+/* Adopt the caller's instance and device: the context creates only its own pipelines, command
+ * pool and buffers there, and destroys only those. Host memory through the default allocator. */
+ESA_API esa_status esa_context_create_external(const esa_external_device_desc *desc,
+                                               esa_context **out);
+
+/* The device addresses of one engine-level step (buffers created with
+ * VK_BUFFER_USAGE_SHADER_DEVICE_ADDRESS_BIT): q [n][H][d], k and v [n][G][d] in dtype, out
+ * [n][H][d] fp32. Addresses must be 4-byte aligned. */
+typedef struct esa_step_buffers {
+    VkDeviceAddress q, k, v, out;
+    esa_dtype dtype;
+    uint32_t reserved[3];
+} esa_step_buffers;
+
+/* Record one step of one layer (n <= the cache's chunk length) into the caller's command
+ * buffer cb (recording, on a queue family with compute). Barriers the caller provides:
+ *  - before: the writes of q, k, v must be made available to COMPUTE_SHADER / SHADER_READ;
+ *  - after: out is written by COMPUTE_SHADER / SHADER_WRITE; barrier before reading it.
+ * The library inserts its own barriers between its stages and at the start of each recorded
+ * step. The cache's state advances at record time: submit recorded steps in record order,
+ * exactly once, and do not let them run concurrently with esa_attend on the same cache.
+ * The caller's buffers must stay alive until the command buffer completes.
+ * Inputs are not checked for NaN here (that would need a read-back). */
+ESA_API esa_status esa_cmd_attend(esa_cache *cache, VkCommandBuffer cb, uint32_t layer,
+                                  uint32_t n, const esa_step_buffers *buffers,
+                                  esa_step_info *info);
+
+#endif /* VK_VERSION_1_2 */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,396 @@
+/* cache.c - a sequence's cache: validation of its description, device buffers for every layer,
+ * the compression matrices (with the query rotation folded in) and the scratch of one step. */
+#include "internal.h"
+
+#include <math.h>
+#include <string.h>
+
+#define CHECK(cond, ...)                                                                       \
+    do {                                                                                       \
+        if (!(cond))                                                                           \
+            return esa_fail(ctx, ESA_ERROR_INVALID_ARGUMENT, __VA_ARGS__);                     \
+    } while (0)
+
+static int reserved_zero(const uint32_t *r, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (r[i])
+            return 0;
+    return 1;
+}
+
+/* Fill defaults and check every field; on error the message names the field. */
+static esa_status resolve_desc(esa_context *ctx, const esa_cache_desc *in, esa_cache_desc *d,
+                               uint32_t *radius)
+{
+    *d = *in;
+    CHECK(reserved_zero(in->reserved, 8), "esa_cache_desc.reserved must be zero");
+    CHECK(d->n_layers >= 1 && d->n_layers <= 1024, "n_layers must be 1..1024 (got %u)", d->n_layers);
+    CHECK(d->n_heads >= 1 && d->n_heads <= 256, "n_heads must be 1..256 (got %u)", d->n_heads);
+    CHECK(d->n_kv_heads >= 1 && d->n_heads % d->n_kv_heads == 0,
+          "n_kv_heads must divide n_heads (got %u / %u)", d->n_heads, d->n_kv_heads);
+    CHECK(d->head_dim >= 16 && d->head_dim <= 256 && d->head_dim % 2 == 0,
+          "head_dim must be even and 16..256 (got %u)", d->head_dim);
+    if (d->rope_dims == 0)
+        d->rope_dims = d->head_dim;
+    CHECK(d->rope_dims % 2 == 0 && d->rope_dims <= d->head_dim,
+          "rope_dims must be even and <= head_dim (got %u)", d->rope_dims);
+    if (d->rope_theta == 0.0f)
+        d->rope_theta = 10000.0f;
+    CHECK(isfinite(d->rope_theta) && d->rope_theta > 1.0f, "rope_theta must be > 1");
+    CHECK(d->rope_style == ESA_ROPE_INTERLEAVED || d->rope_style == ESA_ROPE_NEOX, "bad rope_style");
+    if (d->scale == 0.0f)
+        d->scale = 1.0f / sqrtf((float)d->head_dim);
+    CHECK(isfinite(d->scale) && d->scale > 0.0f, "scale must be positive and finite");
+    if (d->n_initial == 0)
+        d->n_initial = 128;
+    if (d->n_local == 0)
+        d->n_local = 4096;
+    if (d->top_k == 0)
+        d->top_k = 2048;
+    CHECK(d->top_k <= ESA_MAX_TOP_K, "top_k must be <= %u (got %u)", ESA_MAX_TOP_K, d->top_k);
+    if (d->compress_dim == 0)
+        d->compress_dim = 128;
+    CHECK(d->compress_dim % 2 == 0 && d->compress_dim <= d->n_heads * d->head_dim,
+          "compress_dim must be even and <= n_heads*head_dim (got %u)", d->compress_dim);
+    CHECK(d->proximity_radius >= ESA_RADIUS_NONE && d->proximity_radius <= ESA_MAX_RADIUS,
+          "proximity_radius must be ESA_RADIUS_NONE or 0..%d (got %d)", ESA_MAX_RADIUS,
+          d->proximity_radius);
+    *radius = d->proximity_radius == 0 ? 1u : d->proximity_radius < 0 ? 0u : (uint32_t)d->proximity_radius;
+    if (d->chunk == 0)
+        d->chunk = 512;
+    CHECK(d->chunk <= 4096, "chunk must be <= 4096 (got %u)", d->chunk);
+    if (d->global_pos == 0)
+        d->global_pos = d->n_local;
+    CHECK(d->position_mode == ESA_POSITIONS_EXTRAPOLATE || d->position_mode == ESA_POSITIONS_EXACT,
+          "bad position_mode");
+    CHECK(d->score_mode == ESA_SCORES_COMPRESSED || d->score_mode == ESA_SCORES_EXACT, "bad score_mode");
+    CHECK(d->max_tokens >= 1, "max_tokens is required");
+    CHECK(d->max_tokens <= (1u << 30) / d->n_kv_heads / d->head_dim,
+          "max_tokens too large for 32-bit element indices (max_tokens*G*d must be < 2^30)");
+    return ESA_SUCCESS;
+}
+
+/* The rotation table of rope.glsl: per pair (f, fract(256 f), fract(65536 f), 0), f in turns. */
+static void rope_table(const esa_cache_desc *d, float *t)
+{
+    for (uint32_t i = 0; i < d->rope_dims / 2; i++) {
+        double f = pow((double)d->rope_theta, -2.0 * i / d->rope_dims) / 6.283185307179586476925286766559;
+        double f256 = 256.0 * f, f65536 = 65536.0 * f;
+        t[4 * i + 0] = (float)f;
+        t[4 * i + 1] = (float)(f256 - floor(f256));
+        t[4 * i + 2] = (float)(f65536 - floor(f65536));
+        t[4 * i + 3] = 0.0f;
+    }
+}
+
+/* For element e of a head: its pair partner, and whether it is the first of the pair. */
+static uint32_t pair_of(const esa_cache_desc *d, uint32_t e, int *first, uint32_t *pair)
+{
+    uint32_t half = d->rope_dims / 2;
+    if (d->rope_style == ESA_ROPE_NEOX) {
+        *pair = e % half;
+        *first = e < half;
+        return e < half ? e + half : e - half;
+    }
+    *pair = e / 2;
+    *first = (e & 1u) == 0;
+    return e ^ 1u;
+}
+
+/* rot[e][e'] of RoPE at position w for one head: x'[e] = sum over e' of rot[e][e'] x[e']. */
+static void rope_entry(const esa_cache_desc *d, double w, uint32_t e, uint32_t e2, double *val)
+{
+    if (e >= d->rope_dims || e2 >= d->rope_dims) {
+        *val = e == e2 ? 1.0 : 0.0;
+        return;
+    }
+    int first;
+    uint32_t pair;
+    uint32_t partner = pair_of(d, e, &first, &pair);
+    double ang = w * pow((double)d->rope_theta, -2.0 * pair / d->rope_dims);
+    if (e2 == e)
+        *val = cos(ang);
+    else if (e2 == partner)
+        *val = first ? -sin(ang) : sin(ang);
+    else
+        *val = 0.0;
+}
+
+static esa_status upload(esa_cache *c, esa_buffer *dst, const void *src, size_t bytes)
+{
+    esa_context *ctx = c->ctx;
+    esa_buffer st;
+    esa_status s = esa_buffer_create(ctx, bytes, ESA_MEM_UPLOAD, &st);
+    if (s != ESA_SUCCESS)
+        return s;
+    memcpy(st.map, src, bytes);
+    esa_buffer_flush(ctx, &st);
+    VkCommandBuffer cb;
+    s = esa_begin(ctx, &cb);
+    if (s == ESA_SUCCESS) {
+        VkBufferCopy region = {.size = bytes};
+        ctx->vk.vkCmdCopyBuffer(cb, st.buffer, dst->buffer, 1, &region);
+        s = esa_submit_wait(ctx);
+    }
+    esa_buffer_destroy(ctx, &st);
+    return s;
+}
+
+static esa_status choose_attend(esa_cache *c)
+{
+    esa_context *ctx = c->ctx;
+    uint32_t d = c->d.head_dim, gs = c->d.n_heads / c->d.n_kv_heads;
+    uint32_t shared = ctx->info.max_shared_memory;
+    static const uint32_t qts[] = {16, 8, 4, 2, 1};
+    c->attend_wg = 128;
+    for (int v = 0; v < 2; v++) {
+        uint32_t qt = 1, kt = 8;
+        for (size_t i = (v == 0 ? 4 : 0); i < 5; i++) {
+            uint32_t r = qts[i] * gs;
+            uint32_t kk = 16;
+            uint64_t bytes = 4ull * (r * d + 2ull * kk * d + r * kk + kk + 3ull * r);
+            if (bytes > shared) {
+                kk = 8;
+                bytes = 4ull * (r * d + 2ull * kk * d + r * kk + kk + 3ull * r);
+            }
+            /* keep the per-invocation accumulator small: at most 64 floats */
+            if (bytes <= shared && r * d <= 64u * c->attend_wg) {
+                qt = qts[i];
+                kt = kk;
+                break;
+            }
+        }
+        uint64_t need = 4ull * (qt * gs * d + 2ull * kt * d + qt * gs * kt + kt + 3ull * qt * gs);
+        if (need > shared)
+            return esa_fail(ctx, ESA_ERROR_DEVICE_UNSUPPORTED,
+                            "attention needs %llu bytes of shared memory for head_dim %u, group %u",
+                            (unsigned long long)need, d, gs);
+        c->attend_qt[v] = qt;
+        c->attend_kt[v] = kt;
+        esa_status s = esa_attend_pipeline(ctx, d, gs, qt, kt, c->attend_wg, &c->attend_pipe[v]);
+        if (s != ESA_SUCCESS)
+            return s;
+    }
+    return ESA_SUCCESS;
+}
+
+static esa_status alloc_all(esa_cache *c)
+{
+    esa_context *ctx = c->ctx;
+    const esa_cache_desc *d = &c->d;
+    uint64_t hd = (uint64_t)d->n_heads * d->head_dim, gd = (uint64_t)d->n_kv_heads * d->head_dim;
+    uint64_t T = d->max_tokens, C = d->chunk;
+    int exact = d->score_mode == ESA_SCORES_EXACT;
+    esa_status s;
+#define ALLOC(buf, bytes, kind)                                                                \
+    do {                                                                                       \
+        s = esa_buffer_create(ctx, (VkDeviceSize)(bytes), kind, buf);                          \
+        if (s != ESA_SUCCESS)                                                                  \
+            return s;                                                                          \
+    } while (0)
+    for (uint32_t l = 0; l < d->n_layers; l++) {
+        esa_layer *L = &c->layers[l];
+        ALLOC(&L->k, T * gd * 2, ESA_MEM_DEVICE);
+        ALLOC(&L->v, T * gd * 2, ESA_MEM_DEVICE);
+        if (!exact) {
+            ALLOC(&L->kc, T * c->dc * 2, ESA_MEM_DEVICE);
+            ALLOC(&L->at, hd * c->dc * 4, ESA_MEM_DEVICE);
+            ALLOC(&L->bt, gd * c->dc * 4, ESA_MEM_DEVICE);
+        }
+        ALLOC(&L->sel, (uint64_t)d->top_k * 4, ESA_MEM_DEVICE);
+        L->ready = exact;
+    }
+    ALLOC(&c->rope, (uint64_t)d->rope_dims / 2 * 16, ESA_MEM_DEVICE);
+    ALLOC(&c->qs, C * hd * 4, ESA_MEM_DEVICE);
+    ALLOC(&c->qc, C * c->dc * 4, ESA_MEM_DEVICE);
+    ALLOC(&c->rowmax, C * 4, ESA_MEM_DEVICE);
+    ALLOC(&c->f, T * 4, ESA_MEM_DEVICE);
+    ALLOC(&c->keys, T * 4, ESA_MEM_DEVICE);
+    ALLOC(&c->topk, ESA_TOPK_STATE_WORDS * 4, ESA_MEM_DEVICE);
+    ALLOC(&c->blocks, 2ull * esa_div_up(d->max_tokens, ESA_TOPK_BLOCK) * 4, ESA_MEM_DEVICE);
+    c->part_floats = 4ull * C * hd;
+    if (c->part_floats < 1024ull * hd)
+        c->part_floats = 1024ull * hd;
+    ALLOC(&c->part_o, c->part_floats * 4, ESA_MEM_DEVICE);
+    ALLOC(&c->part_ml, c->part_floats / d->head_dim * 8, ESA_MEM_DEVICE);
+    ALLOC(&c->upload, C * (hd + 2 * gd) * 4, ESA_MEM_UPLOAD);
+    ALLOC(&c->download, C * hd * 4, ESA_MEM_READBACK);
+    ALLOC(&c->readback, (uint64_t)d->top_k * 4, ESA_MEM_READBACK);
+#undef ALLOC
+    return ESA_SUCCESS;
+}
+
+/* Exact-score mode: q'_g = sum over heads h of group g of rope_w(q_h), as a matrix A^T [H*d][G*d]. */
+static esa_status init_exact(esa_cache *c)
+{
+    esa_context *ctx = c->ctx;
+    const esa_cache_desc *d = &c->d;
+    uint32_t D = d->head_dim, gs = d->n_heads / d->n_kv_heads, hd = d->n_heads * D, gd = d->n_kv_heads * D;
+    esa_status s = esa_buffer_create(ctx, (VkDeviceSize)hd * gd * 4, ESA_MEM_DEVICE, &c->a_exact);
+    if (s != ESA_SUCCESS)
+        return s;
+    float *at = esa_calloc(ctx, (size_t)hd * gd, sizeof(float));
+    if (!at)
+        return ESA_ERROR_OUT_OF_HOST_MEMORY;
+    for (uint32_t h = 0; h < d->n_heads; h++)
+        for (uint32_t e2 = 0; e2 < D; e2++)      /* input element (column of A) */
+            for (uint32_t e = 0; e < D; e++) {   /* output element within group h/gs */
+                double r;
+                rope_entry(d, d->global_pos, e, e2, &r);
+                at[(size_t)(h * D + e2) * gd + (h / gs) * D + e] = (float)r;
+            }
+    s = upload(c, &c->a_exact, at, (size_t)hd * gd * 4);
+    esa_free(ctx, at);
+    return s;
+}
+
+esa_status esa_cache_create(esa_context *ctx, const esa_cache_desc *desc, esa_cache **out)
+{
+    if (!out)
+        return esa_fail(ctx, ESA_ERROR_INVALID_ARGUMENT, "out is NULL");
+    *out = NULL;
+    if (!ctx || !desc)
+        return esa_fail(ctx, ESA_ERROR_INVALID_ARGUMENT, "ctx or desc is NULL");
+    esa_cache_desc d;
+    uint32_t radius;
+    esa_status s = resolve_desc(ctx, desc, &d, &radius);
+    if (s != ESA_SUCCESS)
+        return s;
+    esa_cache *c = esa_calloc(ctx, 1, sizeof *c);
+    if (!c)
+        return ESA_ERROR_OUT_OF_HOST_MEMORY;
+    c->ctx = ctx;
+    c->d = d;
+    c->radius = radius;
+    c->dc = d.score_mode == ESA_SCORES_EXACT ? d.n_kv_heads * d.head_dim : d.compress_dim;
+    c->layers = esa_calloc(ctx, d.n_layers, sizeof *c->layers);
+    if (!c->layers) {
+        esa_cache_destroy(c);
+        return ESA_ERROR_OUT_OF_HOST_MEMORY;
+    }
+    s = alloc_all(c);
+    if (s == ESA_SUCCESS)
+        s = choose_attend(c);
+    if (s == ESA_SUCCESS) {
+        float *t = esa_calloc(ctx, d.rope_dims / 2 * 4, sizeof(float));
+        if (!t) {
+            s = ESA_ERROR_OUT_OF_HOST_MEMORY;
+        } else {
+            rope_table(&d, t);
+            s = upload(c, &c->rope, t, d.rope_dims / 2 * 16);
+            esa_free(ctx, t);
+        }
+    }
+    if (s == ESA_SUCCESS && d.score_mode == ESA_SCORES_EXACT)
+        s = init_exact(c);
+    if (s != ESA_SUCCESS) {
+        esa_cache_destroy(c);
+        return s;
+    }
+    *out = c;
+    return ESA_SUCCESS;
+}
+
+void esa_cache_destroy(esa_cache *c)
+{
+    if (!c)
+        return;
+    esa_context *ctx = c->ctx;
+    ctx->vk.vkDeviceWaitIdle(ctx->device);
+    if (c->layers) {
+        for (uint32_t l = 0; l < c->d.n_layers; l++) {
+            esa_layer *L = &c->layers[l];
+            esa_buffer *bs[] = {&L->k, &L->v, &L->kc, &L->at, &L->bt, &L->sel};
+            for (size_t i = 0; i < sizeof bs / sizeof bs[0]; i++)
+                esa_buffer_destroy(ctx, bs[i]);
+        }
+    }
+    esa_buffer *bs[] = {&c->rope, &c->a_exact, &c->qs, &c->qc, &c->rowmax, &c->f, &c->keys,
+                        &c->topk, &c->blocks, &c->part_o, &c->part_ml, &c->upload,
+                        &c->download, &c->readback};
+    for (size_t i = 0; i < sizeof bs / sizeof bs[0]; i++)
+        esa_buffer_destroy(ctx, bs[i]);
+    for (int v = 0; v < 2; v++)
+        if (c->attend_pipe[v])
+            ctx->vk.vkDestroyPipeline(ctx->device, c->attend_pipe[v], NULL);
+    esa_free(ctx, c->layers);
+    esa_free(ctx, c);
+}
+
+esa_status esa_cache_get_desc(const esa_cache *c, esa_cache_desc *desc)
+{
+    if (!c || !desc)
+        return ESA_ERROR_INVALID_ARGUMENT;
+    *desc = c->d;
+    return ESA_SUCCESS;
+}
+
+esa_status esa_cache_set_compression(esa_cache *c, uint32_t layer, const float *a, const float *b)
+{
+    if (!c)
+        return ESA_ERROR_INVALID_ARGUMENT;
+    esa_context *ctx = c->ctx;
+    CHECK(a && b, "a and b must not be NULL");
+    CHECK(layer < c->d.n_layers, "layer %u out of range (n_layers %u)", layer, c->d.n_layers);
+    CHECK(c->d.score_mode == ESA_SCORES_COMPRESSED, "exact-score caches take no matrices");
+    CHECK(c->layers[layer].len == 0, "layer %u already holds tokens: its compressed keys would go stale", layer);
+    const esa_cache_desc *d = &c->d;
+    uint32_t D = d->head_dim, hd = d->n_heads * D, gd = d->n_kv_heads * D, dc = c->dc;
+    for (size_t i = 0; i < (size_t)dc * hd; i++)
+        if (!isfinite(a[i]))
+            return esa_fail(ctx, ESA_ERROR_NON_FINITE, "a[%zu] is not finite", i);
+    for (size_t i = 0; i < (size_t)dc * gd; i++)
+        if (!isfinite(b[i]))
+            return esa_fail(ctx, ESA_ERROR_NON_FINITE, "b[%zu] is not finite", i);
+    float *at = esa_malloc(ctx, (size_t)hd * dc * sizeof(float));
+    float *bt = esa_malloc(ctx, (size_t)gd * dc * sizeof(float));
+    if (!at || !bt) {
+        esa_free(ctx, at);
+        esa_free(ctx, bt);
+        return ESA_ERROR_OUT_OF_HOST_MEMORY;
+    }
+    /* A_eff = A . R_w (R_w = RoPE at the global position for every head), stored transposed */
+    for (uint32_t r = 0; r < dc; r++)
+        for (uint32_t h = 0; h < d->n_heads; h++)
+            for (uint32_t e = 0; e < D; e++) {
+                double acc = 0.0;
+                for (uint32_t e2 = 0; e2 < D; e2++) {
+                    double rot;
+                    rope_entry(d, d->global_pos, e2, e, &rot);
+                    if (rot != 0.0)
+                        acc += (double)a[(size_t)r * hd + h * D + e2] * rot;
+                }
+                at[(size_t)(h * D + e) * dc + r] = (float)acc;
+            }
+    for (uint32_t r = 0; r < dc; r++)
+        for (uint32_t j = 0; j < gd; j++)
+            bt[(size_t)j * dc + r] = b[(size_t)r * gd + j];
+    esa_status s = upload(c, &c->layers[layer].at, at, (size_t)hd * dc * 4);
+    if (s == ESA_SUCCESS)
+        s = upload(c, &c->layers[layer].bt, bt, (size_t)gd * dc * 4);
+    esa_free(ctx, at);
+    esa_free(ctx, bt);
+    if (s == ESA_SUCCESS)
+        c->layers[layer].ready = 1;
+    return s;
+}
+
+esa_status esa_cache_length(const esa_cache *c, uint32_t layer, uint32_t *len)
+{
+    if (!c || !len || layer >= c->d.n_layers)
+        return ESA_ERROR_INVALID_ARGUMENT;
+    *len = c->layers[layer].len;
+    return ESA_SUCCESS;
+}
+
+esa_status esa_cache_clear(esa_cache *c)
+{
+    if (!c)
+        return ESA_ERROR_INVALID_ARGUMENT;
+    for (uint32_t l = 0; l < c->d.n_layers; l++) {
+        c->layers[l].len = 0;
+        c->layers[l].n_selected = 0;
+    }
+    return ESA_SUCCESS;
+}

@@ -1,0 +1,151 @@
+/* internal.h - the structures behind esa.h's opaque handles, shared by the host sources. */
+#ifndef ESA_INTERNAL_H
+#define ESA_INTERNAL_H
+
+#include "vk_table.h" /* before esa.h: declares the engine-level API */
+#include "esa.h"
+#include "push.h"
+
+#include <stdarg.h>
+#include <stdint.h>
+
+/* A buffer with its own memory, reached by device address. map is non-NULL for host-visible
+ * buffers (mapped for their whole life). */
+typedef struct esa_buffer {
+    VkBuffer buffer;
+    VkDeviceMemory memory;
+    VkDeviceAddress address;
+    VkDeviceSize size;
+    void *map;
+    int coherent;
+} esa_buffer;
+
+enum esa_pipeline_id {
+    ESA_PIPE_APPEND,
+    ESA_PIPE_COMPRESS,
+    ESA_PIPE_SCORE,
+    ESA_PIPE_PROXIMITY,
+    ESA_PIPE_TOPK_HIST,
+    ESA_PIPE_TOPK_PICK,
+    ESA_PIPE_TOPK_COUNT,
+    ESA_PIPE_TOPK_SCAN,
+    ESA_PIPE_TOPK_WRITE,
+    ESA_PIPE_MERGE,
+    ESA_PIPE_COUNT
+};
+
+struct esa_context {
+    esa_vk vk;
+    void *loader;                 /* dlopen handle when the context opened the loader */
+    int owns_device;              /* 0 for esa_context_create_external */
+    VkInstance instance;
+    VkPhysicalDevice physical;
+    VkDevice device;
+    VkQueue queue;
+    uint32_t queue_family;
+    VkDebugUtilsMessengerEXT messenger;
+    uint32_t validation_count;    /* UINT32_MAX: asked for, layer missing */
+    int print_validation;
+    VkPhysicalDeviceMemoryProperties mem_props;
+    esa_device_info info;
+    VkCommandPool pool;
+    VkCommandBuffer cmd;
+    VkFence fence;
+    VkPipelineLayout layout;      /* one push-constant range, no descriptor sets */
+    VkPipeline pipes[ESA_PIPE_COUNT];
+    VkShaderModule attend_module; /* attend pipelines depend on the shape: made per cache */
+    uint32_t wg_size;             /* default workgroup size of the 1-D kernels */
+    int32_t last_vk;
+    char last_error[512];
+    void *(*alloc)(void *, size_t);
+    void *(*realloc_fn)(void *, void *, size_t);
+    void (*free_fn)(void *, void *);
+    void *alloc_user;
+};
+
+/* host memory through the context's callbacks */
+void *esa_malloc(esa_context *ctx, size_t size);
+void *esa_calloc(esa_context *ctx, size_t n, size_t size);
+void esa_free(esa_context *ctx, void *p);
+
+/* Record a failure's description; returns status for "return esa_fail(...)" chains. */
+esa_status esa_fail(esa_context *ctx, esa_status status, const char *fmt, ...);
+/* Translate a failed VkResult: remembers it and picks the status. */
+esa_status esa_vk_fail(esa_context *ctx, VkResult r, const char *what);
+
+/* memory.c */
+enum esa_mem_kind { ESA_MEM_DEVICE, ESA_MEM_UPLOAD, ESA_MEM_READBACK };
+esa_status esa_buffer_create(esa_context *ctx, VkDeviceSize size, enum esa_mem_kind kind,
+                             esa_buffer *out);
+void esa_buffer_destroy(esa_context *ctx, esa_buffer *b);
+/* Make host writes visible / device writes readable for non-coherent mappings. */
+void esa_buffer_flush(esa_context *ctx, esa_buffer *b);
+void esa_buffer_invalidate(esa_context *ctx, esa_buffer *b);
+
+/* pipelines.c */
+esa_status esa_pipelines_create(esa_context *ctx);
+void esa_pipelines_destroy(esa_context *ctx);
+/* The attend pipeline for one shape (D, GS, QT, KT), workgroup size wg. */
+esa_status esa_attend_pipeline(esa_context *ctx, uint32_t d, uint32_t gs, uint32_t qt,
+                               uint32_t kt, uint32_t wg, VkPipeline *out);
+void esa_cmd_push(esa_context *ctx, VkCommandBuffer cb, VkPipeline p, const void *pc,
+                  uint32_t size);
+/* A compute->compute (and transfer->compute) memory barrier between dependent dispatches. */
+void esa_cmd_barrier(esa_context *ctx, VkCommandBuffer cb);
+
+/* device.c: run the context's one-shot command buffer: begin / submit and wait */
+esa_status esa_begin(esa_context *ctx, VkCommandBuffer *cb);
+esa_status esa_submit_wait(esa_context *ctx);
+/* finish a context (shared by create and create_external) */
+esa_status esa_context_init_device_state(esa_context *ctx);
+
+/* cache.c / step.c */
+typedef struct esa_layer {
+    esa_buffer k, v, kc;          /* f16 [max_tokens][G*d], [max_tokens][G*d], [max_tokens][d'] */
+    esa_buffer at, bt;            /* f32 A^T [H*d][d'] (rope_w folded in), B^T [G*d][d'] */
+    esa_buffer sel;               /* uint [top_k]: last selection, cache positions */
+    uint32_t len;
+    uint32_t n_selected;
+    uint32_t sel_first;           /* selection is [sel_first, +n_selected) unless ~0u: then sel */
+    int ready;                    /* matrices set (or exact scores) */
+} esa_layer;
+
+struct esa_cache {
+    esa_context *ctx;
+    esa_cache_desc d;             /* resolved */
+    uint32_t dc;                  /* compressed dim actually used (G*d in exact-score mode) */
+    uint32_t radius;              /* resolved epsilon */
+    esa_layer *layers;
+    esa_buffer rope;              /* vec4 [rope_dims/2] */
+    esa_buffer a_exact;           /* exact-score mode: f32 [H*d][G*d], the group sum of rope_w */
+    esa_buffer qs;                /* f32 [chunk][H*d] queries */
+    esa_buffer qc;                /* f32 [chunk][dc] compressed queries */
+    esa_buffer rowmax;            /* uint [chunk] */
+    esa_buffer f;                 /* f32 [max_tokens] importance */
+    esa_buffer keys;              /* uint [max_tokens] order keys after proximity */
+    esa_buffer topk;              /* uint [ESA_TOPK_STATE_WORDS] */
+    esa_buffer blocks;            /* uint [2][max blocks] */
+    esa_buffer part_o, part_ml;   /* partial slots */
+    uint64_t part_floats;         /* capacity of part_o in floats */
+    esa_buffer upload;            /* host-visible q, k, v of one chunk */
+    esa_buffer download;          /* host-visible output of one chunk */
+    esa_buffer readback;          /* host-visible uint [top_k] */
+    VkPipeline attend_pipe[2];    /* [0] decode (QT = 1), [1] chunk */
+    uint32_t attend_qt[2], attend_kt[2], attend_wg;
+};
+
+/* The device addresses one step reads and writes (engine level and simple level alike). */
+typedef struct esa_step_io {
+    VkDeviceAddress q, k, v, out;
+    int in_f16;
+} esa_step_io;
+
+/* step.c: record one chunk (n <= chunk) of one layer; updates the layer's length. */
+void esa_record_chunk(esa_cache *cache, VkCommandBuffer cb, uint32_t layer, uint32_t n,
+                      const esa_step_io *io, int dense, esa_step_info *info);
+
+uint32_t esa_max_u32(uint32_t a, uint32_t b);
+uint32_t esa_min_u32(uint32_t a, uint32_t b);
+uint32_t esa_div_up(uint32_t a, uint32_t b);
+
+#endif

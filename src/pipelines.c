@@ -1,0 +1,143 @@
+/* pipelines.c - compute pipelines from the embedded SPIR-V.
+ *
+ * One pipeline layout for all: a single 128-byte push-constant range and no descriptor sets
+ * (buffers are reached by device address). Per-device tuning (workgroup size, tile sizes) goes
+ * in as specialization constants. */
+#include "esa_shaders.h"
+#include "internal.h"
+
+typedef struct shader_entry {
+    const uint32_t *code;
+    const size_t *size;
+} shader_entry;
+
+static const shader_entry shaders[ESA_PIPE_COUNT] = {
+    [ESA_PIPE_APPEND] = {esa_shader_append_spv, &esa_shader_append_spv_size},
+    [ESA_PIPE_COMPRESS] = {esa_shader_compress_spv, &esa_shader_compress_spv_size},
+    [ESA_PIPE_SCORE] = {esa_shader_score_spv, &esa_shader_score_spv_size},
+    [ESA_PIPE_PROXIMITY] = {esa_shader_proximity_spv, &esa_shader_proximity_spv_size},
+    [ESA_PIPE_TOPK_HIST] = {esa_shader_topk_hist_spv, &esa_shader_topk_hist_spv_size},
+    [ESA_PIPE_TOPK_PICK] = {esa_shader_topk_pick_spv, &esa_shader_topk_pick_spv_size},
+    [ESA_PIPE_TOPK_COUNT] = {esa_shader_topk_count_spv, &esa_shader_topk_count_spv_size},
+    [ESA_PIPE_TOPK_SCAN] = {esa_shader_topk_scan_spv, &esa_shader_topk_scan_spv_size},
+    [ESA_PIPE_TOPK_WRITE] = {esa_shader_topk_write_spv, &esa_shader_topk_write_spv_size},
+    [ESA_PIPE_MERGE] = {esa_shader_merge_spv, &esa_shader_merge_spv_size},
+};
+
+static esa_status make_module(esa_context *ctx, const uint32_t *code, size_t size,
+                              VkShaderModule *out)
+{
+    VkShaderModuleCreateInfo ci = {
+        .sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
+        .codeSize = size,
+        .pCode = code,
+    };
+    VkResult r = ctx->vk.vkCreateShaderModule(ctx->device, &ci, NULL, out);
+    return r == VK_SUCCESS ? ESA_SUCCESS : esa_vk_fail(ctx, r, "vkCreateShaderModule");
+}
+
+/* A pipeline with specialization constants ids 0..n-1 = spec[0..n-1]. */
+static esa_status make_pipeline(esa_context *ctx, VkShaderModule module, const uint32_t *spec,
+                                uint32_t n, VkPipeline *out)
+{
+    VkSpecializationMapEntry map[8];
+    for (uint32_t i = 0; i < n; i++)
+        map[i] = (VkSpecializationMapEntry){.constantID = i, .offset = 4 * i, .size = 4};
+    VkSpecializationInfo si = {.mapEntryCount = n, .pMapEntries = map, .dataSize = 4 * n, .pData = spec};
+    VkComputePipelineCreateInfo ci = {
+        .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
+        .stage = {
+            .sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
+            .stage = VK_SHADER_STAGE_COMPUTE_BIT,
+            .module = module,
+            .pName = "main",
+            .pSpecializationInfo = n ? &si : NULL,
+        },
+        .layout = ctx->layout,
+    };
+    VkResult r = ctx->vk.vkCreateComputePipelines(ctx->device, VK_NULL_HANDLE, 1, &ci, NULL, out);
+    return r == VK_SUCCESS ? ESA_SUCCESS : esa_vk_fail(ctx, r, "vkCreateComputePipelines");
+}
+
+esa_status esa_pipelines_create(esa_context *ctx)
+{
+    VkPushConstantRange range = {.stageFlags = VK_SHADER_STAGE_COMPUTE_BIT, .offset = 0, .size = 128};
+    VkPipelineLayoutCreateInfo li = {
+        .sType = VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO,
+        .pushConstantRangeCount = 1,
+        .pPushConstantRanges = &range,
+    };
+    VkResult r = ctx->vk.vkCreatePipelineLayout(ctx->device, &li, NULL, &ctx->layout);
+    if (r != VK_SUCCESS)
+        return esa_vk_fail(ctx, r, "vkCreatePipelineLayout");
+    uint32_t wg = ctx->wg_size;
+    /* compress: TILE floats of x in shared memory; score: a tile of queries */
+    uint32_t shared_floats = ctx->info.max_shared_memory / 4u;
+    uint32_t compress_tile = esa_min_u32(2048u, shared_floats / 2u);
+    uint32_t score_tile = esa_min_u32(4096u, shared_floats / 2u);
+    for (int i = 0; i < ESA_PIPE_COUNT; i++) {
+        VkShaderModule m;
+        esa_status s = make_module(ctx, shaders[i].code, *shaders[i].size, &m);
+        if (s != ESA_SUCCESS)
+            return s;
+        uint32_t spec[2] = {wg, 0};
+        uint32_t nspec = 1;
+        if (i == ESA_PIPE_COMPRESS) {
+            spec[0] = 64;
+            spec[1] = compress_tile;
+            nspec = 2;
+        } else if (i == ESA_PIPE_SCORE) {
+            spec[0] = 64;
+            spec[1] = score_tile;
+            nspec = 2;
+        } else if (i == ESA_PIPE_PROXIMITY) {
+            spec[1] = ESA_MAX_RADIUS;
+            nspec = 2;
+        } else if (i == ESA_PIPE_TOPK_COUNT || i == ESA_PIPE_TOPK_SCAN || i == ESA_PIPE_TOPK_WRITE) {
+            nspec = 0; /* fixed local size */
+        }
+        s = make_pipeline(ctx, m, spec, nspec, &ctx->pipes[i]);
+        ctx->vk.vkDestroyShaderModule(ctx->device, m, NULL);
+        if (s != ESA_SUCCESS)
+            return s;
+    }
+    return make_module(ctx, esa_shader_attend_spv, esa_shader_attend_spv_size, &ctx->attend_module);
+}
+
+void esa_pipelines_destroy(esa_context *ctx)
+{
+    for (int i = 0; i < ESA_PIPE_COUNT; i++)
+        if (ctx->pipes[i])
+            ctx->vk.vkDestroyPipeline(ctx->device, ctx->pipes[i], NULL);
+    if (ctx->attend_module)
+        ctx->vk.vkDestroyShaderModule(ctx->device, ctx->attend_module, NULL);
+    if (ctx->layout)
+        ctx->vk.vkDestroyPipelineLayout(ctx->device, ctx->layout, NULL);
+}
+
+esa_status esa_attend_pipeline(esa_context *ctx, uint32_t d, uint32_t gs, uint32_t qt,
+                               uint32_t kt, uint32_t wg, VkPipeline *out)
+{
+    uint32_t spec[5] = {wg, d, gs, qt, kt};
+    return make_pipeline(ctx, ctx->attend_module, spec, 5, out);
+}
+
+void esa_cmd_push(esa_context *ctx, VkCommandBuffer cb, VkPipeline p, const void *pc,
+                  uint32_t size)
+{
+    ctx->vk.vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, p);
+    ctx->vk.vkCmdPushConstants(cb, ctx->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, size, pc);
+}
+
+void esa_cmd_barrier(esa_context *ctx, VkCommandBuffer cb)
+{
+    VkMemoryBarrier mb = {
+        .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+        .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
+        .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT |
+                         VK_ACCESS_TRANSFER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT,
+    };
+    ctx->vk.vkCmdPipelineBarrier(cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
+                                 VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
+                                 0, 1, &mb, 0, NULL, 0, NULL);
+}

@@ -1,0 +1,83 @@
+/* push.h - push-constant blocks of every shader, mirrored from shaders/<name>.comp.
+ *
+ * Addresses come first (8-byte aligned in std430), then 32-bit fields. Each struct must match
+ * its GLSL block byte for byte; the asserts pin the sizes that the shaders were written for. */
+#ifndef ESA_PUSH_H
+#define ESA_PUSH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct esa_pc_append { /* shaders/append.comp */
+    uint64_t q_in, k_in, v_in;  /* [n][H*d], [n][G*d], [n][G*d] in f32 or f16 */
+    uint64_t q_out;             /* f32 [n][H*d] */
+    uint64_t k_cache, v_cache;  /* f16 [*][G*d] */
+    uint32_t n, hd, gd, pos;    /* tokens, H*d, G*d, first cache position */
+    uint32_t in_f16, pad[3];
+} esa_pc_append;
+_Static_assert(sizeof(esa_pc_append) == 80, "append push constants");
+
+typedef struct esa_pc_compress { /* shaders/compress.comp */
+    uint64_t x;                 /* [n][x_stride] f32 or f16 */
+    uint64_t mt;                /* f32 [cols][rows]: the matrix, transposed */
+    uint64_t out;               /* [n][out_stride] f32 or f16 */
+    uint32_t n, rows, cols, x_stride, out_stride, x_f16, out_f16, x_row0;
+} esa_pc_compress;
+_Static_assert(sizeof(esa_pc_compress) == 56, "compress push constants");
+
+typedef struct esa_pc_score { /* shaders/score.comp */
+    uint64_t qc;                /* f32 [n][dc] */
+    uint64_t kc;                /* f16 [*][dc] */
+    uint64_t rowmax;            /* uint [n] order keys */
+    uint64_t f;                 /* f32 [lm] */
+    uint32_t n, dc, m0, lm, mode, pad;
+} esa_pc_score;
+_Static_assert(sizeof(esa_pc_score) == 56, "score push constants");
+
+typedef struct esa_pc_proximity { /* shaders/proximity.comp */
+    uint64_t f;                 /* f32 [lm] */
+    uint64_t keys;              /* uint [lm] */
+    uint64_t state;             /* uint: hist[2048] ... (topk_state.h) */
+    uint32_t lm, radius;
+} esa_pc_proximity;
+_Static_assert(sizeof(esa_pc_proximity) == 32, "proximity push constants");
+
+typedef struct esa_pc_topk { /* shaders/topk_{hist,pick,count,scan,write}.comp */
+    uint64_t keys;              /* uint [lm] */
+    uint64_t state;             /* uint state (see ESA_TOPK_*) */
+    uint64_t blocks;            /* uint [2][nblocks] */
+    uint64_t out;               /* uint [k] */
+    uint32_t lm, k, pass, nblocks, pos0, pad;
+} esa_pc_topk;
+_Static_assert(sizeof(esa_pc_topk) == 56, "topk push constants");
+
+/* Layout of the top-k state buffer (uint words). */
+#define ESA_TOPK_BINS 2048u
+#define ESA_TOPK_PREFIX 2048u
+#define ESA_TOPK_MASK 2049u
+#define ESA_TOPK_NEED 2050u
+#define ESA_TOPK_DONE 2051u
+#define ESA_TOPK_STATE_WORDS 2056u
+#define ESA_TOPK_BLOCK 4096u /* keys per workgroup in count/write: 256 threads x 16 */
+
+typedef struct esa_pc_attend { /* shaders/attend.comp */
+    uint64_t q;                 /* f32 [n][H][d] pre-RoPE */
+    uint64_t k, v;              /* f16 [*][G][d] */
+    uint64_t list;              /* uint cache positions (when use_list) */
+    uint64_t part_o;            /* f32 [slots][n*H][d] */
+    uint64_t part_ml;           /* vec2 [slots][n*H] (max, sum) */
+    uint64_t rope;              /* vec4 [rope_dims/2] */
+    uint32_t n, n_heads, key_first, key_count, split_len, q_cache_pos0, q_rope_pos0, q_rope_step;
+    uint32_t k_rope_zero, k_rope_sub, slot_base, rope_dims, rope_neox, use_list;
+    float scale;
+    uint32_t pad;
+} esa_pc_attend;
+_Static_assert(sizeof(esa_pc_attend) == 120, "attend push constants");
+
+typedef struct esa_pc_merge { /* shaders/merge.comp */
+    uint64_t part_o, part_ml, out;
+    uint32_t rows, d, n_slots, pad;
+} esa_pc_merge;
+_Static_assert(sizeof(esa_pc_merge) == 40, "merge push constants");
+
+#endif

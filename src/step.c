@@ -1,0 +1,340 @@
+/* step.c - one attention step: the order of stages of ESA-SPEC sections 3-5 for one chunk,
+ * recorded into a command buffer, and the simple blocking API on top of it.
+ *
+ *   append K/V (+queries) -> compress new keys -> [select: compress queries, scores
+ *   (per-query shift, max over the chunk), proximity + histogram, radix top-k]
+ *   -> attention parts (split-K) -> log-sum-exp merge into the output. */
+#include "internal.h"
+
+#include <math.h>
+#include <string.h>
+
+typedef struct segment {
+    uint32_t first, count, use_list;
+    uint32_t q_rope_pos0, q_rope_step, k_rope_zero, k_rope_sub;
+} segment;
+
+static void dispatch(esa_cache *c, VkCommandBuffer cb, int pipe, const void *pc, uint32_t size,
+                     uint32_t x, uint32_t y)
+{
+    esa_context *ctx = c->ctx;
+    esa_cmd_push(ctx, cb, ctx->pipes[pipe], pc, size);
+    ctx->vk.vkCmdDispatch(cb, x, y, 1);
+    esa_cmd_barrier(ctx, cb);
+}
+
+static void record_topk(esa_cache *c, VkCommandBuffer cb, esa_layer *L, uint32_t lm, uint32_t pos0)
+{
+    uint32_t nblocks = esa_div_up(lm, ESA_TOPK_BLOCK);
+    esa_pc_topk pc = {
+        .keys = c->keys.address, .state = c->topk.address, .blocks = c->blocks.address,
+        .out = L->sel.address, .lm = lm, .k = c->d.top_k, .nblocks = nblocks, .pos0 = pos0,
+    };
+    /* the histogram of pass 0 was gathered by proximity.comp */
+    uint32_t hist_groups = esa_min_u32(esa_div_up(lm, c->ctx->wg_size), 1024u);
+    for (uint32_t pass = 0; pass < 3; pass++) {
+        pc.pass = pass;
+        if (pass > 0)
+            dispatch(c, cb, ESA_PIPE_TOPK_HIST, &pc, sizeof pc, hist_groups, 1);
+        dispatch(c, cb, ESA_PIPE_TOPK_PICK, &pc, sizeof pc, 1, 1);
+    }
+    dispatch(c, cb, ESA_PIPE_TOPK_COUNT, &pc, sizeof pc, nblocks, 1);
+    dispatch(c, cb, ESA_PIPE_TOPK_SCAN, &pc, sizeof pc, 1, 1);
+    dispatch(c, cb, ESA_PIPE_TOPK_WRITE, &pc, sizeof pc, nblocks, 1);
+}
+
+static void record_select(esa_cache *c, VkCommandBuffer cb, esa_layer *L, uint32_t n,
+                          uint32_t nI, uint32_t lm)
+{
+    esa_context *ctx = c->ctx;
+    const esa_cache_desc *d = &c->d;
+    int exact = d->score_mode == ESA_SCORES_EXACT;
+    uint32_t hd = d->n_heads * d->head_dim;
+    esa_pc_compress cq = {
+        .x = c->qs.address, .mt = exact ? c->a_exact.address : L->at.address, .out = c->qc.address,
+        .n = n, .rows = c->dc, .cols = hd, .x_stride = hd, .out_stride = c->dc,
+    };
+    esa_cmd_push(ctx, cb, ctx->pipes[ESA_PIPE_COMPRESS], &cq, sizeof cq);
+    ctx->vk.vkCmdDispatch(cb, esa_div_up(c->dc / 2, 64), n, 1);
+    ctx->vk.vkCmdFillBuffer(cb, c->topk.buffer, 0, VK_WHOLE_SIZE, 0);
+    ctx->vk.vkCmdFillBuffer(cb, c->rowmax.buffer, 0, VK_WHOLE_SIZE, 0);
+    esa_cmd_barrier(ctx, cb);
+    esa_pc_score sc = {
+        .qc = c->qc.address, .kc = exact ? L->k.address : L->kc.address,
+        .rowmax = c->rowmax.address, .f = c->f.address, .n = n, .dc = c->dc, .m0 = nI, .lm = lm,
+    };
+    if (n > 1) {
+        sc.mode = 0;
+        dispatch(c, cb, ESA_PIPE_SCORE, &sc, sizeof sc, esa_div_up(lm, 64), 1);
+    }
+    sc.mode = 1;
+    dispatch(c, cb, ESA_PIPE_SCORE, &sc, sizeof sc, esa_div_up(lm, 64), 1);
+    esa_pc_proximity px = {
+        .f = c->f.address, .keys = c->keys.address, .state = c->topk.address, .lm = lm,
+        .radius = c->radius,
+    };
+    dispatch(c, cb, ESA_PIPE_PROXIMITY, &px, sizeof px, esa_div_up(lm, ctx->wg_size), 1);
+    record_topk(c, cb, L, lm, nI);
+}
+
+/* Split the parts' keys over workgroups so the device has enough of them (flash-decoding),
+ * within the partial-slot capacity. Returns the slots used. */
+static uint32_t plan_splits(esa_cache *c, const segment *seg, uint32_t nseg, uint32_t n,
+                            uint32_t qtiles, uint32_t kt, uint32_t *split_len)
+{
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < nseg; i++)
+        total += seg[i].count;
+    uint64_t row_floats = (uint64_t)n * c->d.n_heads * c->d.head_dim;
+    uint64_t max_slots = c->part_floats / row_floats;
+    uint32_t base = qtiles * c->d.n_kv_heads;
+    uint32_t want = esa_max_u32(1u, 256u / base);
+    uint64_t len = esa_max_u32(4 * kt, (uint32_t)((total + want - 1) / want));
+    for (;;) {
+        len = (len + kt - 1) / kt * kt;
+        uint64_t slots = 0;
+        for (uint32_t i = 0; i < nseg; i++)
+            slots += (seg[i].count + len - 1) / len;
+        if (slots <= max_slots) {
+            *split_len = (uint32_t)len;
+            return (uint32_t)slots;
+        }
+        len *= 2;
+    }
+}
+
+static void record_attention(esa_cache *c, VkCommandBuffer cb, esa_layer *L, uint32_t n,
+                             uint32_t P, const segment *seg, uint32_t nseg, VkDeviceAddress out)
+{
+    esa_context *ctx = c->ctx;
+    const esa_cache_desc *d = &c->d;
+    int v = n == 1 ? 0 : 1;
+    uint32_t qt = c->attend_qt[v], qtiles = esa_div_up(n, qt);
+    uint32_t split_len;
+    uint32_t slots = plan_splits(c, seg, nseg, n, qtiles, c->attend_kt[v], &split_len);
+    esa_pc_attend pa = {
+        .q = c->qs.address, .k = L->k.address, .v = L->v.address, .list = L->sel.address,
+        .part_o = c->part_o.address, .part_ml = c->part_ml.address, .rope = c->rope.address,
+        .n = n, .n_heads = d->n_heads, .split_len = split_len, .q_cache_pos0 = P,
+        .rope_dims = d->rope_dims, .rope_neox = d->rope_style == ESA_ROPE_NEOX, .scale = d->scale,
+    };
+    uint32_t slot = 0;
+    for (uint32_t i = 0; i < nseg; i++) {
+        if (seg[i].count == 0)
+            continue;
+        pa.key_first = seg[i].first;
+        pa.key_count = seg[i].count;
+        pa.use_list = seg[i].use_list;
+        pa.q_rope_pos0 = seg[i].q_rope_pos0;
+        pa.q_rope_step = seg[i].q_rope_step;
+        pa.k_rope_zero = seg[i].k_rope_zero;
+        pa.k_rope_sub = seg[i].k_rope_sub;
+        pa.slot_base = slot;
+        uint32_t splits = esa_div_up(seg[i].count, split_len);
+        esa_cmd_push(ctx, cb, c->attend_pipe[v], &pa, sizeof pa);
+        ctx->vk.vkCmdDispatch(cb, splits, qtiles, d->n_kv_heads);
+        slot += splits;
+    }
+    esa_cmd_barrier(ctx, cb);
+    (void)slots;
+    esa_pc_merge pm = {
+        .part_o = c->part_o.address, .part_ml = c->part_ml.address, .out = out,
+        .rows = n * d->n_heads, .d = d->head_dim, .n_slots = slot,
+    };
+    dispatch(c, cb, ESA_PIPE_MERGE, &pm, sizeof pm,
+             esa_div_up(n * d->n_heads * d->head_dim, ctx->wg_size), 1);
+}
+
+void esa_record_chunk(esa_cache *c, VkCommandBuffer cb, uint32_t layer, uint32_t n,
+                      const esa_step_io *io, int dense_only, esa_step_info *info)
+{
+    esa_context *ctx = c->ctx;
+    const esa_cache_desc *d = &c->d;
+    esa_layer *L = &c->layers[layer];
+    uint32_t P = L->len;
+    uint32_t hd = d->n_heads * d->head_dim, gd = d->n_kv_heads * d->head_dim;
+    uint32_t nI = esa_min_u32(d->n_initial, P);
+    uint32_t nL = esa_min_u32(d->n_local, P - nI);
+    uint32_t lm = P - nI - nL;
+    int dense = dense_only || (uint64_t)P + n <= (uint64_t)d->n_initial + d->top_k + d->n_local;
+    int select = !dense && lm > d->top_k;
+
+    esa_cmd_barrier(ctx, cb); /* the scratch may still be in use by the previous step */
+    esa_pc_append pa = {
+        .q_in = io->q, .k_in = io->k, .v_in = io->v, .q_out = c->qs.address,
+        .k_cache = L->k.address, .v_cache = L->v.address, .n = n, .hd = hd, .gd = gd, .pos = P,
+        .in_f16 = (uint32_t)io->in_f16,
+    };
+    dispatch(c, cb, ESA_PIPE_APPEND, &pa, sizeof pa, esa_div_up(esa_max_u32(hd, gd) / 2, ctx->wg_size), n);
+    if (d->score_mode == ESA_SCORES_COMPRESSED) {
+        esa_pc_compress ck = {
+            .x = L->k.address + (VkDeviceAddress)P * gd * 2, .mt = L->bt.address,
+            .out = L->kc.address + (VkDeviceAddress)P * c->dc * 2, .n = n, .rows = c->dc,
+            .cols = gd, .x_stride = gd, .out_stride = c->dc, .x_f16 = 1, .out_f16 = 1,
+        };
+        dispatch(c, cb, ESA_PIPE_COMPRESS, &ck, sizeof ck, esa_div_up(c->dc / 2, 64), n);
+    }
+    if (select)
+        record_select(c, cb, L, n, nI, lm);
+
+    segment seg[3];
+    uint32_t nseg = 0;
+    if (dense) {
+        seg[nseg++] = (segment){.first = 0, .count = P + n, .q_rope_pos0 = P, .q_rope_step = 1};
+    } else {
+        int exact_pos = d->position_mode == ESA_POSITIONS_EXACT;
+        segment g = exact_pos ? (segment){.q_rope_pos0 = P, .q_rope_step = 1}
+                              : (segment){.q_rope_pos0 = d->global_pos, .k_rope_zero = 1};
+        g.first = 0;
+        g.count = nI;
+        seg[nseg++] = g;
+        if (select) {
+            g.first = 0;
+            g.count = d->top_k;
+            g.use_list = 1;
+        } else {
+            g.first = nI;
+            g.count = lm;
+        }
+        seg[nseg++] = g;
+        segment loc = exact_pos ? (segment){.q_rope_pos0 = P, .q_rope_step = 1}
+                                : (segment){.q_rope_pos0 = nL, .q_rope_step = 1, .k_rope_sub = P - nL};
+        loc.first = P - nL;
+        loc.count = nL + n;
+        seg[nseg++] = loc;
+    }
+    record_attention(c, cb, L, n, P, seg, nseg, io->out);
+
+    L->len = P + n;
+    L->n_selected = dense ? 0 : (select ? d->top_k : lm);
+    L->sel_first = select ? 0xffffffffu : nI; /* a range when nothing was chosen */
+    if (info) {
+        info->dense = (uint32_t)dense;
+        info->n_initial = nI;
+        info->n_middle = lm;
+        info->n_local = nL;
+        info->n_selected = L->n_selected;
+        info->n_chunks++;
+    }
+}
+
+/* ----------------------------------------------------------------------------------------- */
+/* The simple, blocking API                                                                   */
+
+static int finite_input(const void *p, size_t count, esa_dtype dtype)
+{
+    if (dtype == ESA_F32) {
+        const float *f = p;
+        for (size_t i = 0; i < count; i++)
+            if (!isfinite(f[i]))
+                return 0;
+    } else {
+        const uint16_t *h = p;
+        for (size_t i = 0; i < count; i++)
+            if ((h[i] & 0x7c00u) == 0x7c00u)
+                return 0;
+    }
+    return 1;
+}
+
+static esa_status attend(esa_cache *c, uint32_t layer, uint32_t n, esa_dtype dtype,
+                         const void *q, const void *k, const void *v, float *out,
+                         esa_step_info *info, int dense_only)
+{
+    if (!c)
+        return ESA_ERROR_INVALID_ARGUMENT;
+    esa_context *ctx = c->ctx;
+    const esa_cache_desc *d = &c->d;
+    if (!q || !k || !v || !out)
+        return esa_fail(ctx, ESA_ERROR_INVALID_ARGUMENT, "q, k, v and out must not be NULL");
+    if (layer >= d->n_layers)
+        return esa_fail(ctx, ESA_ERROR_INVALID_ARGUMENT, "layer %u out of range (n_layers %u)", layer, d->n_layers);
+    if (n == 0)
+        return esa_fail(ctx, ESA_ERROR_INVALID_ARGUMENT, "n must be at least 1");
+    if (dtype != ESA_F32 && dtype != ESA_F16)
+        return esa_fail(ctx, ESA_ERROR_INVALID_ARGUMENT, "bad dtype");
+    esa_layer *L = &c->layers[layer];
+    if (!L->ready)
+        return esa_fail(ctx, ESA_ERROR_NOT_READY, "layer %u has no compression matrices", layer);
+    if ((uint64_t)L->len + n > d->max_tokens)
+        return esa_fail(ctx, ESA_ERROR_CAPACITY, "layer %u holds %u tokens; %u more exceed max_tokens %u",
+                        layer, L->len, n, d->max_tokens);
+    size_t hd = (size_t)d->n_heads * d->head_dim, gd = (size_t)d->n_kv_heads * d->head_dim;
+    size_t esz = dtype == ESA_F32 ? 4 : 2;
+    if (!finite_input(q, n * hd, dtype) || !finite_input(k, n * gd, dtype) || !finite_input(v, n * gd, dtype))
+        return esa_fail(ctx, ESA_ERROR_NON_FINITE, "q, k or v holds NaN or infinity");
+    if (info)
+        memset(info, 0, sizeof *info);
+    uint32_t len0 = L->len;
+    for (uint32_t t0 = 0; t0 < n; t0 += d->chunk) {
+        uint32_t m = esa_min_u32(d->chunk, n - t0);
+        uint8_t *up = c->upload.map;
+        memcpy(up, (const uint8_t *)q + t0 * hd * esz, m * hd * esz);
+        memcpy(up + m * hd * esz, (const uint8_t *)k + t0 * gd * esz, m * gd * esz);
+        memcpy(up + m * (hd + gd) * esz, (const uint8_t *)v + t0 * gd * esz, m * gd * esz);
+        esa_buffer_flush(ctx, &c->upload);
+        esa_step_io io = {
+            .q = c->upload.address,
+            .k = c->upload.address + m * hd * esz,
+            .v = c->upload.address + m * (hd + gd) * esz,
+            .out = c->download.address,
+            .in_f16 = dtype == ESA_F16,
+        };
+        VkCommandBuffer cb;
+        esa_status s = esa_begin(ctx, &cb);
+        if (s == ESA_SUCCESS) {
+            esa_record_chunk(c, cb, layer, m, &io, dense_only, info);
+            s = esa_submit_wait(ctx);
+        }
+        if (s != ESA_SUCCESS) {
+            L->len = len0; /* the cache holds no partial step */
+            return s;
+        }
+        esa_buffer_invalidate(ctx, &c->download);
+        memcpy(out + t0 * hd, c->download.map, m * hd * sizeof(float));
+    }
+    return ESA_SUCCESS;
+}
+
+esa_status esa_attend(esa_cache *c, uint32_t layer, uint32_t n, esa_dtype dtype, const void *q,
+                      const void *k, const void *v, float *out, esa_step_info *info)
+{
+    return attend(c, layer, n, dtype, q, k, v, out, info, 0);
+}
+
+esa_status esa_attend_dense(esa_cache *c, uint32_t layer, uint32_t n, esa_dtype dtype,
+                            const void *q, const void *k, const void *v, float *out,
+                            esa_step_info *info)
+{
+    return attend(c, layer, n, dtype, q, k, v, out, info, 1);
+}
+
+esa_status esa_cache_last_selection(esa_cache *c, uint32_t layer, uint32_t *positions,
+                                    uint32_t cap, uint32_t *count)
+{
+    if (!c || !count || (cap && !positions) || layer >= c->d.n_layers)
+        return esa_fail(c ? c->ctx : NULL, ESA_ERROR_INVALID_ARGUMENT, "bad argument");
+    esa_context *ctx = c->ctx;
+    esa_layer *L = &c->layers[layer];
+    *count = L->n_selected;
+    uint32_t m = esa_min_u32(cap, L->n_selected);
+    if (m == 0)
+        return ESA_SUCCESS;
+    if (L->sel_first != 0xffffffffu) {
+        for (uint32_t i = 0; i < m; i++)
+            positions[i] = L->sel_first + i;
+        return ESA_SUCCESS;
+    }
+    VkCommandBuffer cb;
+    esa_status s = esa_begin(ctx, &cb);
+    if (s != ESA_SUCCESS)
+        return s;
+    VkBufferCopy region = {.size = (VkDeviceSize)m * 4};
+    ctx->vk.vkCmdCopyBuffer(cb, L->sel.buffer, c->readback.buffer, 1, &region);
+    s = esa_submit_wait(ctx);
+    if (s != ESA_SUCCESS)
+        return s;
+    esa_buffer_invalidate(ctx, &c->readback);
+    memcpy(positions, c->readback.map, (size_t)m * 4);
+    return ESA_SUCCESS;
+}

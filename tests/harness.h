@@ -1,0 +1,111 @@
+/* harness.h - shared by the GPU tests: a validated context (or a loud skip), a seeded PRNG,
+ * normalized-error comparison, and the checks every test ends with. */
+#ifndef ESA_TEST_HARNESS_H
+#define ESA_TEST_HARNESS_H
+
+#include "esa.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define SKIP_CODE 77 /* CTest's SKIP_RETURN_CODE */
+
+static int g_failures;
+
+#define EXPECT(cond, ...)                                                                      \
+    do {                                                                                       \
+        if (!(cond)) {                                                                         \
+            g_failures++;                                                                      \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                               \
+            fprintf(stderr, __VA_ARGS__);                                                      \
+            fputc('\n', stderr);                                                               \
+        }                                                                                      \
+    } while (0)
+
+#define EXPECT_STATUS(call, want)                                                              \
+    do {                                                                                       \
+        esa_status s_ = (call);                                                                \
+        EXPECT(s_ == (want), "%s returned %s, wanted %s", #call, esa_status_string(s_),       \
+               esa_status_string(want));                                                       \
+    } while (0)
+
+/* A context on the default device with the validation layer on; exits with the skip code
+ * (after saying so) when the machine has no Vulkan device. */
+static esa_context *harness_context(void)
+{
+    esa_context_desc desc = {.enable_validation = 1, .print_validation = 1};
+    esa_context *ctx = NULL;
+    esa_status s = esa_context_create(&desc, &ctx);
+    if (s == ESA_ERROR_NO_DEVICE || s == ESA_ERROR_DEVICE_UNSUPPORTED) {
+        fprintf(stderr, "SKIP: no usable Vulkan device (%s)\n", esa_status_string(s));
+        exit(SKIP_CODE);
+    }
+    if (s != ESA_SUCCESS) {
+        fprintf(stderr, "FAIL: esa_context_create: %s\n", esa_status_string(s));
+        exit(1);
+    }
+    if (esa_context_validation_count(ctx) == UINT32_MAX) {
+        fprintf(stderr, "FAIL: VK_LAYER_KHRONOS_validation is not installed\n");
+        exit(1);
+    }
+    esa_device_info info;
+    esa_context_device_info(ctx, &info);
+    fprintf(stderr, "device: %s (%s), subgroup %u\n", info.name, info.driver_info, info.subgroup_size);
+    return ctx;
+}
+
+/* Ends a test: destroys the context, demands zero validation messages and no failures. */
+static int harness_finish(esa_context *ctx, const char *name)
+{
+    uint32_t v = esa_context_validation_count(ctx);
+    EXPECT(v == 0, "%u validation messages", v);
+    esa_context_destroy(ctx);
+    if (g_failures) {
+        fprintf(stderr, "%s: %d failures\n", name, g_failures);
+        return 1;
+    }
+    fprintf(stderr, "%s: passed\n", name);
+    return 0;
+}
+
+static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
+static void rng_seed(uint64_t s) { g_rng = s * 0x9e3779b97f4a7c15ull + 1; }
+static uint64_t rng_u64(void)
+{
+    uint64_t z = (g_rng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+static float rng_uniform(void) { return (float)((rng_u64() >> 40) * (1.0 / 16777216.0)); }
+static float rng_normal(void)
+{
+    float u = rng_uniform() + 1e-7f, v = rng_uniform();
+    return sqrtf(-2.0f * logf(u)) * cosf(6.2831853f * v);
+}
+static void fill_normal(float *x, size_t n, float scale)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = scale * rng_normal();
+}
+
+/* max |a - b| / max(max |b|, tiny), and the first index whose error exceeds tol (or -1). */
+static double norm_error(const float *a, const float *b, size_t n, double tol, long *first_bad)
+{
+    double mx = 1e-30, err = 0.0;
+    for (size_t i = 0; i < n; i++)
+        mx = fmax(mx, fabs((double)b[i]));
+    *first_bad = -1;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)a[i] - (double)b[i]) / mx;
+        if (!(e <= tol) && *first_bad < 0)
+            *first_bad = (long)i;
+        if (!(e <= err))
+            err = isnan(e) ? INFINITY : e;
+    }
+    return err;
+}
+
+#endif
