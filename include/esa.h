@@ -183,7 +183,7 @@ typedef struct esa_cache_desc {
     uint32_t n_initial;     /* l_I, default 128 */
     uint32_t n_local;       /* l_L, default 4096 */
     uint32_t top_k;         /* k, default 2048; 1..ESA_MAX_TOP_K */
-    uint32_t compress_dim;  /* d', default 128, even, <= H*d */
+    uint32_t compress_dim;  /* d', default min(128, H*d), even, <= H*d (unused with exact scores) */
     int32_t proximity_radius; /* epsilon, default 1; ESA_RADIUS_NONE for 0; at most 64 */
     uint32_t chunk;         /* l_C, default 512: longer calls are split into chunks */
     uint32_t global_pos;    /* w, default l_L */

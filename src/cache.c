@@ -49,9 +49,10 @@ static esa_status resolve_desc(esa_context *ctx, const esa_cache_desc *in, esa_c
     if (d->top_k == 0)
         d->top_k = 2048;
     CHECK(d->top_k <= ESA_MAX_TOP_K, "top_k must be <= %u (got %u)", ESA_MAX_TOP_K, d->top_k);
-    if (d->compress_dim == 0)
-        d->compress_dim = 128;
-    CHECK(d->compress_dim % 2 == 0 && d->compress_dim <= d->n_heads * d->head_dim,
+    if (d->compress_dim == 0) /* 128, or H*d for models narrower than that */
+        d->compress_dim = esa_min_u32(128u, d->n_heads * d->head_dim);
+    CHECK(d->score_mode == ESA_SCORES_EXACT ||
+              (d->compress_dim % 2 == 0 && d->compress_dim <= d->n_heads * d->head_dim),
           "compress_dim must be even and <= n_heads*head_dim (got %u)", d->compress_dim);
     CHECK(d->proximity_radius >= ESA_RADIUS_NONE && d->proximity_radius <= ESA_MAX_RADIUS,
           "proximity_radius must be ESA_RADIUS_NONE or 0..%d (got %d)", ESA_MAX_RADIUS,
@@ -253,7 +254,7 @@ esa_status esa_cache_create(esa_context *ctx, const esa_cache_desc *desc, esa_ca
     if (!ctx || !desc)
         return esa_fail(ctx, ESA_ERROR_INVALID_ARGUMENT, "ctx or desc is NULL");
     esa_cache_desc d;
-    uint32_t radius;
+    uint32_t radius = 0;
     esa_status s = resolve_desc(ctx, desc, &d, &radius);
     if (s != ESA_SUCCESS)
         return s;
@@ -264,6 +265,13 @@ esa_status esa_cache_create(esa_context *ctx, const esa_cache_desc *desc, esa_ca
     c->d = d;
     c->radius = radius;
     c->dc = d.score_mode == ESA_SCORES_EXACT ? d.n_kv_heads * d.head_dim : d.compress_dim;
+    if (c->dc > ctx->score_tile) {
+        esa_free(ctx, c);
+        return esa_fail(ctx, ESA_ERROR_INVALID_ARGUMENT,
+                        "the score dimension %u (%s) exceeds this device's limit %u", c->dc,
+                        d.score_mode == ESA_SCORES_EXACT ? "G*d with exact scores" : "compress_dim",
+                        ctx->score_tile);
+    }
     c->layers = esa_calloc(ctx, d.n_layers, sizeof *c->layers);
     if (!c->layers) {
         esa_cache_destroy(c);

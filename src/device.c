@@ -6,6 +6,7 @@
 
 #include <ctype.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static VKAPI_ATTR VkBool32 VKAPI_CALL on_validation(VkDebugUtilsMessageSeverityFlagBitsEXT sev,
@@ -40,6 +41,20 @@ static int has_layer(esa_vk *vk, const char *name)
     return 0;
 }
 
+static int has_device_ext(esa_vk *vk, VkPhysicalDevice pd, const char *name)
+{
+    uint32_t n = 0;
+    if (vk->vkEnumerateDeviceExtensionProperties(pd, NULL, &n, NULL) != VK_SUCCESS || n == 0)
+        return 0;
+    VkExtensionProperties *props = malloc(sizeof *props * n);
+    int found = 0;
+    if (props && vk->vkEnumerateDeviceExtensionProperties(pd, NULL, &n, props) >= 0)
+        for (uint32_t i = 0; i < n && !found; i++)
+            found = strcmp(props[i].extensionName, name) == 0;
+    free(props);
+    return found;
+}
+
 static esa_device_type map_type(VkPhysicalDeviceType t)
 {
     switch (t) {
@@ -56,13 +71,15 @@ static int describe(esa_vk *vk, VkPhysicalDevice pd, uint32_t index, esa_device_
                     const char **why)
 {
     VkPhysicalDeviceSubgroupProperties sg = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES};
-    VkPhysicalDeviceVulkan13Properties p13 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_3_PROPERTIES};
+    VkPhysicalDeviceSubgroupSizeControlPropertiesEXT ssc = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_PROPERTIES_EXT};
     VkPhysicalDeviceDriverProperties drv = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_DRIVER_PROPERTIES, .pNext = &sg};
     VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, .pNext = &drv};
-    VkPhysicalDeviceProperties base;
-    vk->vkGetPhysicalDeviceProperties(pd, &base);
-    if (base.apiVersion >= VK_API_VERSION_1_3)
-        sg.pNext = &p13;
+    /* The subgroup size range comes from VK_EXT_subgroup_size_control where the device has it
+     * (valid whatever API version the caller's instance asked for). */
+    int has_ssc = has_device_ext(vk, pd, VK_EXT_SUBGROUP_SIZE_CONTROL_EXTENSION_NAME);
+    if (has_ssc)
+        sg.pNext = &ssc;
     vk->vkGetPhysicalDeviceProperties2(pd, &p2);
     const VkPhysicalDeviceProperties *p = &p2.properties;
     memset(info, 0, sizeof *info);
@@ -75,8 +92,8 @@ static int describe(esa_vk *vk, VkPhysicalDevice pd, uint32_t index, esa_device_
     info->driver_version = p->driverVersion;
     info->type = map_type(p->deviceType);
     info->subgroup_size = sg.subgroupSize;
-    info->min_subgroup_size = base.apiVersion >= VK_API_VERSION_1_3 ? p13.minSubgroupSize : sg.subgroupSize;
-    info->max_subgroup_size = base.apiVersion >= VK_API_VERSION_1_3 ? p13.maxSubgroupSize : sg.subgroupSize;
+    info->min_subgroup_size = has_ssc ? ssc.minSubgroupSize : sg.subgroupSize;
+    info->max_subgroup_size = has_ssc ? ssc.maxSubgroupSize : sg.subgroupSize;
     info->max_storage_buffer_range = p->limits.maxStorageBufferRange;
     info->max_shared_memory = p->limits.maxComputeSharedMemorySize;
     info->max_workgroup_invocations = p->limits.maxComputeWorkGroupInvocations;

@@ -55,6 +55,7 @@ struct esa_context {
     VkPipeline pipes[ESA_PIPE_COUNT];
     VkShaderModule attend_module; /* attend pipelines depend on the shape: made per cache */
     uint32_t wg_size;             /* default workgroup size of the 1-D kernels */
+    uint32_t score_tile;          /* floats of queries score.comp holds: d' may not exceed it */
     int32_t last_vk;
     char last_error[512];
     void *(*alloc)(void *, size_t);
@@ -143,6 +144,34 @@ typedef struct esa_step_io {
 /* step.c: record one chunk (n <= chunk) of one layer; updates the layer's length. */
 void esa_record_chunk(esa_cache *cache, VkCommandBuffer cb, uint32_t layer, uint32_t n,
                       const esa_step_io *io, int dense, esa_step_info *info);
+
+/* The stages esa_record_chunk is made of, also recorded alone by stage_debug.c. Each records
+ * its dispatches with a barrier after each, except esa_record_compress (no barrier). */
+/* out[t] = M . x[t] as pc describes (compress.comp). */
+void esa_record_compress(esa_cache *cache, VkCommandBuffer cb, const esa_pc_compress *pc);
+/* Importance f[lm] (score.comp; the row maxima when pc->n > 1); pc->rowmax must be zeroed. */
+void esa_record_scores(esa_cache *cache, VkCommandBuffer cb, const esa_pc_score *pc);
+/* cache->f -> cache->keys (proximity max, order keys) and the first top-k histogram into
+ * cache->topk, which must be zeroed. */
+void esa_record_proximity(esa_cache *cache, VkCommandBuffer cb, uint32_t lm, uint32_t radius);
+/* The k (<= lm) largest of cache->keys[lm], ties to the lower position, written ascending as
+ * pos0 + index to out[k]; continues the histogram esa_record_proximity started. */
+void esa_record_topk(esa_cache *cache, VkCommandBuffer cb, uint32_t lm, uint32_t k, uint32_t pos0,
+                     VkDeviceAddress out);
+
+/* One attention part: keys first..first+count-1 (cache positions, or list entries when
+ * use_list), queries rotated at q_rope_pos0 + c * q_rope_step, keys at 0 (k_rope_zero) or at
+ * position - k_rope_sub. */
+typedef struct esa_segment {
+    uint32_t first, count, use_list;
+    uint32_t q_rope_pos0, q_rope_step, k_rope_zero, k_rope_sub;
+} esa_segment;
+/* The parts (split-K over workgroups) and their merge into out[n][H][d]: queries from
+ * cache->qs, keys and values from L (list: L->sel), query c at cache position P + c.
+ * Returns the partial slots used (the number of splits over all parts). */
+uint32_t esa_record_attention(esa_cache *cache, VkCommandBuffer cb, esa_layer *L, uint32_t n,
+                              uint32_t P, const esa_segment *seg, uint32_t nseg,
+                              VkDeviceAddress out);
 
 uint32_t esa_max_u32(uint32_t a, uint32_t b);
 uint32_t esa_min_u32(uint32_t a, uint32_t b);

@@ -75,6 +75,7 @@ esa_status esa_pipelines_create(esa_context *ctx)
     uint32_t shared_floats = ctx->info.max_shared_memory / 4u;
     uint32_t compress_tile = esa_min_u32(2048u, shared_floats / 2u);
     uint32_t score_tile = esa_min_u32(4096u, shared_floats / 2u);
+    ctx->score_tile = score_tile;
     for (int i = 0; i < ESA_PIPE_COUNT; i++) {
         VkShaderModule m;
         esa_status s = make_module(ctx, shaders[i].code, *shaders[i].size, &m);

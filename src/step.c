@@ -9,11 +9,6 @@
 #include <math.h>
 #include <string.h>
 
-typedef struct segment {
-    uint32_t first, count, use_list;
-    uint32_t q_rope_pos0, q_rope_step, k_rope_zero, k_rope_sub;
-} segment;
-
 static void dispatch(esa_cache *c, VkCommandBuffer cb, int pipe, const void *pc, uint32_t size,
                      uint32_t x, uint32_t y)
 {
@@ -23,12 +18,46 @@ static void dispatch(esa_cache *c, VkCommandBuffer cb, int pipe, const void *pc,
     esa_cmd_barrier(ctx, cb);
 }
 
-static void record_topk(esa_cache *c, VkCommandBuffer cb, esa_layer *L, uint32_t lm, uint32_t pos0)
+void esa_record_compress(esa_cache *c, VkCommandBuffer cb, const esa_pc_compress *pc)
+{
+    esa_context *ctx = c->ctx;
+    esa_cmd_push(ctx, cb, ctx->pipes[ESA_PIPE_COMPRESS], pc, sizeof *pc);
+    ctx->vk.vkCmdDispatch(cb, esa_div_up(esa_div_up(pc->rows, 2), 64), pc->n, 1);
+}
+
+void esa_record_scores(esa_cache *c, VkCommandBuffer cb, const esa_pc_score *sc)
+{
+    /* One invocation per token: past 64 * 65535 tokens (the spec's minimum of
+     * maxComputeWorkGroupCount[0]) the range goes in several dispatches, each a slice of f and
+     * of the keys; the row maxima of mode 0 accumulate over all of them before mode 1. */
+    const uint32_t slice = 64u * 65535u;
+    for (uint32_t mode = sc->n > 1 ? 0u : 1u; mode < 2; mode++)
+        for (uint32_t m = 0; m < sc->lm; m += slice) {
+            esa_pc_score pc = *sc;
+            pc.mode = mode;
+            pc.m0 = sc->m0 + m;
+            pc.lm = esa_min_u32(slice, sc->lm - m);
+            pc.f = sc->f + (VkDeviceAddress)m * 4;
+            dispatch(c, cb, ESA_PIPE_SCORE, &pc, sizeof pc, esa_div_up(pc.lm, 64), 1);
+        }
+}
+
+void esa_record_proximity(esa_cache *c, VkCommandBuffer cb, uint32_t lm, uint32_t radius)
+{
+    esa_pc_proximity px = {
+        .f = c->f.address, .keys = c->keys.address, .state = c->topk.address, .lm = lm,
+        .radius = radius,
+    };
+    dispatch(c, cb, ESA_PIPE_PROXIMITY, &px, sizeof px, esa_div_up(lm, c->ctx->wg_size), 1);
+}
+
+void esa_record_topk(esa_cache *c, VkCommandBuffer cb, uint32_t lm, uint32_t k, uint32_t pos0,
+                     VkDeviceAddress out)
 {
     uint32_t nblocks = esa_div_up(lm, ESA_TOPK_BLOCK);
     esa_pc_topk pc = {
         .keys = c->keys.address, .state = c->topk.address, .blocks = c->blocks.address,
-        .out = L->sel.address, .lm = lm, .k = c->d.top_k, .nblocks = nblocks, .pos0 = pos0,
+        .out = out, .lm = lm, .k = k, .nblocks = nblocks, .pos0 = pos0,
     };
     /* the histogram of pass 0 was gathered by proximity.comp */
     uint32_t hist_groups = esa_min_u32(esa_div_up(lm, c->ctx->wg_size), 1024u);
@@ -54,8 +83,7 @@ static void record_select(esa_cache *c, VkCommandBuffer cb, esa_layer *L, uint32
         .x = c->qs.address, .mt = exact ? c->a_exact.address : L->at.address, .out = c->qc.address,
         .n = n, .rows = c->dc, .cols = hd, .x_stride = hd, .out_stride = c->dc,
     };
-    esa_cmd_push(ctx, cb, ctx->pipes[ESA_PIPE_COMPRESS], &cq, sizeof cq);
-    ctx->vk.vkCmdDispatch(cb, esa_div_up(c->dc / 2, 64), n, 1);
+    esa_record_compress(c, cb, &cq);
     ctx->vk.vkCmdFillBuffer(cb, c->topk.buffer, 0, VK_WHOLE_SIZE, 0);
     ctx->vk.vkCmdFillBuffer(cb, c->rowmax.buffer, 0, VK_WHOLE_SIZE, 0);
     esa_cmd_barrier(ctx, cb);
@@ -63,23 +91,14 @@ static void record_select(esa_cache *c, VkCommandBuffer cb, esa_layer *L, uint32
         .qc = c->qc.address, .kc = exact ? L->k.address : L->kc.address,
         .rowmax = c->rowmax.address, .f = c->f.address, .n = n, .dc = c->dc, .m0 = nI, .lm = lm,
     };
-    if (n > 1) {
-        sc.mode = 0;
-        dispatch(c, cb, ESA_PIPE_SCORE, &sc, sizeof sc, esa_div_up(lm, 64), 1);
-    }
-    sc.mode = 1;
-    dispatch(c, cb, ESA_PIPE_SCORE, &sc, sizeof sc, esa_div_up(lm, 64), 1);
-    esa_pc_proximity px = {
-        .f = c->f.address, .keys = c->keys.address, .state = c->topk.address, .lm = lm,
-        .radius = c->radius,
-    };
-    dispatch(c, cb, ESA_PIPE_PROXIMITY, &px, sizeof px, esa_div_up(lm, ctx->wg_size), 1);
-    record_topk(c, cb, L, lm, nI);
+    esa_record_scores(c, cb, &sc);
+    esa_record_proximity(c, cb, lm, c->radius);
+    esa_record_topk(c, cb, lm, d->top_k, nI, L->sel.address);
 }
 
 /* Split the parts' keys over workgroups so the device has enough of them (flash-decoding),
  * within the partial-slot capacity. Returns the slots used. */
-static uint32_t plan_splits(esa_cache *c, const segment *seg, uint32_t nseg, uint32_t n,
+static uint32_t plan_splits(esa_cache *c, const esa_segment *seg, uint32_t nseg, uint32_t n,
                             uint32_t qtiles, uint32_t kt, uint32_t *split_len)
 {
     uint64_t total = 0;
@@ -103,8 +122,8 @@ static uint32_t plan_splits(esa_cache *c, const segment *seg, uint32_t nseg, uin
     }
 }
 
-static void record_attention(esa_cache *c, VkCommandBuffer cb, esa_layer *L, uint32_t n,
-                             uint32_t P, const segment *seg, uint32_t nseg, VkDeviceAddress out)
+uint32_t esa_record_attention(esa_cache *c, VkCommandBuffer cb, esa_layer *L, uint32_t n,
+                              uint32_t P, const esa_segment *seg, uint32_t nseg, VkDeviceAddress out)
 {
     esa_context *ctx = c->ctx;
     const esa_cache_desc *d = &c->d;
@@ -141,8 +160,10 @@ static void record_attention(esa_cache *c, VkCommandBuffer cb, esa_layer *L, uin
         .part_o = c->part_o.address, .part_ml = c->part_ml.address, .out = out,
         .rows = n * d->n_heads, .d = d->head_dim, .n_slots = slot,
     };
+    /* merge.comp strides over the grid: stay within maxComputeWorkGroupCount[0] >= 65535 */
     dispatch(c, cb, ESA_PIPE_MERGE, &pm, sizeof pm,
-             esa_div_up(n * d->n_heads * d->head_dim, ctx->wg_size), 1);
+             esa_min_u32(esa_div_up(n * d->n_heads * d->head_dim, ctx->wg_size), 65535u), 1);
+    return slot;
 }
 
 void esa_record_chunk(esa_cache *c, VkCommandBuffer cb, uint32_t layer, uint32_t n,
@@ -172,19 +193,20 @@ void esa_record_chunk(esa_cache *c, VkCommandBuffer cb, uint32_t layer, uint32_t
             .out = L->kc.address + (VkDeviceAddress)P * c->dc * 2, .n = n, .rows = c->dc,
             .cols = gd, .x_stride = gd, .out_stride = c->dc, .x_f16 = 1, .out_f16 = 1,
         };
-        dispatch(c, cb, ESA_PIPE_COMPRESS, &ck, sizeof ck, esa_div_up(c->dc / 2, 64), n);
+        esa_record_compress(c, cb, &ck);
+        esa_cmd_barrier(ctx, cb);
     }
     if (select)
         record_select(c, cb, L, n, nI, lm);
 
-    segment seg[3];
+    esa_segment seg[3];
     uint32_t nseg = 0;
     if (dense) {
-        seg[nseg++] = (segment){.first = 0, .count = P + n, .q_rope_pos0 = P, .q_rope_step = 1};
+        seg[nseg++] = (esa_segment){.first = 0, .count = P + n, .q_rope_pos0 = P, .q_rope_step = 1};
     } else {
         int exact_pos = d->position_mode == ESA_POSITIONS_EXACT;
-        segment g = exact_pos ? (segment){.q_rope_pos0 = P, .q_rope_step = 1}
-                              : (segment){.q_rope_pos0 = d->global_pos, .k_rope_zero = 1};
+        esa_segment g = exact_pos ? (esa_segment){.q_rope_pos0 = P, .q_rope_step = 1}
+                                  : (esa_segment){.q_rope_pos0 = d->global_pos, .k_rope_zero = 1};
         g.first = 0;
         g.count = nI;
         seg[nseg++] = g;
@@ -197,13 +219,13 @@ void esa_record_chunk(esa_cache *c, VkCommandBuffer cb, uint32_t layer, uint32_t
             g.count = lm;
         }
         seg[nseg++] = g;
-        segment loc = exact_pos ? (segment){.q_rope_pos0 = P, .q_rope_step = 1}
-                                : (segment){.q_rope_pos0 = nL, .q_rope_step = 1, .k_rope_sub = P - nL};
+        esa_segment loc = exact_pos ? (esa_segment){.q_rope_pos0 = P, .q_rope_step = 1}
+                                    : (esa_segment){.q_rope_pos0 = nL, .q_rope_step = 1, .k_rope_sub = P - nL};
         loc.first = P - nL;
         loc.count = nL + n;
         seg[nseg++] = loc;
     }
-    record_attention(c, cb, L, n, P, seg, nseg, io->out);
+    esa_record_attention(c, cb, L, n, P, seg, nseg, io->out);
 
     L->len = P + n;
     L->n_selected = dense ? 0 : (select ? d->top_k : lm);
