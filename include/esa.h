@@ -257,6 +257,12 @@ ESA_API esa_status esa_attend_dense(esa_cache *cache, uint32_t layer, uint32_t n
                                     const void *q, const void *k, const void *v, float *out,
                                     esa_step_info *info);
 
+/* Append n tokens' pre-RoPE keys k[n][G][d] and values v[n][G][d] to a layer without attending
+ * (their keys are compressed as in esa_attend): for keys and values an engine already has, or
+ * a context whose prefill outputs are not needed. Same checks and guarantees as esa_attend. */
+ESA_API esa_status esa_append(esa_cache *cache, uint32_t layer, uint32_t n, esa_dtype dtype,
+                              const void *k, const void *v);
+
 /* The middle tokens selected by the layer's last ESA step (cache positions, ascending).
  * Writes min(count, cap) entries; *count receives the full count (0 after a dense step). */
 ESA_API esa_status esa_cache_last_selection(esa_cache *cache, uint32_t layer, uint32_t *positions,

@@ -64,6 +64,6 @@ esa_status esa_cmd_attend(esa_cache *c, VkCommandBuffer cb, uint32_t layer, uint
     if (info)
         memset(info, 0, sizeof *info);
     esa_step_io io = {.q = b->q, .k = b->k, .v = b->v, .out = b->out, .in_f16 = b->dtype == ESA_F16};
-    esa_record_chunk(c, cb, layer, n, &io, 0, info);
+    esa_record_chunk(c, cb, layer, n, &io, ESA_STEP_ESA, info);
     return ESA_SUCCESS;
 }

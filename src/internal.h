@@ -141,9 +141,12 @@ typedef struct esa_step_io {
     int in_f16;
 } esa_step_io;
 
+/* What a chunk does: an ESA step, a dense step, or only append its keys and values. */
+enum esa_step_mode { ESA_STEP_ESA, ESA_STEP_DENSE, ESA_STEP_APPEND };
+
 /* step.c: record one chunk (n <= chunk) of one layer; updates the layer's length. */
 void esa_record_chunk(esa_cache *cache, VkCommandBuffer cb, uint32_t layer, uint32_t n,
-                      const esa_step_io *io, int dense, esa_step_info *info);
+                      const esa_step_io *io, enum esa_step_mode mode, esa_step_info *info);
 
 /* The stages esa_record_chunk is made of, also recorded alone by stage_debug.c. Each records
  * its dispatches with a barrier after each, except esa_record_compress (no barrier). */

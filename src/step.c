@@ -167,7 +167,7 @@ uint32_t esa_record_attention(esa_cache *c, VkCommandBuffer cb, esa_layer *L, ui
 }
 
 void esa_record_chunk(esa_cache *c, VkCommandBuffer cb, uint32_t layer, uint32_t n,
-                      const esa_step_io *io, int dense_only, esa_step_info *info)
+                      const esa_step_io *io, enum esa_step_mode mode, esa_step_info *info)
 {
     esa_context *ctx = c->ctx;
     const esa_cache_desc *d = &c->d;
@@ -177,13 +177,15 @@ void esa_record_chunk(esa_cache *c, VkCommandBuffer cb, uint32_t layer, uint32_t
     uint32_t nI = esa_min_u32(d->n_initial, P);
     uint32_t nL = esa_min_u32(d->n_local, P - nI);
     uint32_t lm = P - nI - nL;
-    int dense = dense_only || (uint64_t)P + n <= (uint64_t)d->n_initial + d->top_k + d->n_local;
+    int append_only = mode == ESA_STEP_APPEND;
+    int dense = mode == ESA_STEP_DENSE || (uint64_t)P + n <= (uint64_t)d->n_initial + d->top_k + d->n_local;
     int select = !dense && lm > d->top_k;
 
     esa_cmd_barrier(ctx, cb); /* the scratch may still be in use by the previous step */
     esa_pc_append pa = {
         .q_in = io->q, .k_in = io->k, .v_in = io->v, .q_out = c->qs.address,
-        .k_cache = L->k.address, .v_cache = L->v.address, .n = n, .hd = hd, .gd = gd, .pos = P,
+        .k_cache = L->k.address, .v_cache = L->v.address, .n = n, .hd = append_only ? 0 : hd,
+        .gd = gd, .pos = P,
         .in_f16 = (uint32_t)io->in_f16,
     };
     dispatch(c, cb, ESA_PIPE_APPEND, &pa, sizeof pa, esa_div_up(esa_max_u32(hd, gd) / 2, ctx->wg_size), n);
@@ -195,6 +197,12 @@ void esa_record_chunk(esa_cache *c, VkCommandBuffer cb, uint32_t layer, uint32_t
         };
         esa_record_compress(c, cb, &ck);
         esa_cmd_barrier(ctx, cb);
+    }
+    if (append_only) {
+        L->len = P + n;
+        L->n_selected = 0;
+        L->sel_first = 0;
+        return;
     }
     if (select)
         record_select(c, cb, L, n, nI, lm);
@@ -261,13 +269,13 @@ static int finite_input(const void *p, size_t count, esa_dtype dtype)
 
 static esa_status attend(esa_cache *c, uint32_t layer, uint32_t n, esa_dtype dtype,
                          const void *q, const void *k, const void *v, float *out,
-                         esa_step_info *info, int dense_only)
+                         esa_step_info *info, enum esa_step_mode mode)
 {
     if (!c)
         return ESA_ERROR_INVALID_ARGUMENT;
     esa_context *ctx = c->ctx;
     const esa_cache_desc *d = &c->d;
-    if (!q || !k || !v || !out)
+    if (!k || !v || (mode != ESA_STEP_APPEND && (!q || !out)))
         return esa_fail(ctx, ESA_ERROR_INVALID_ARGUMENT, "q, k, v and out must not be NULL");
     if (layer >= d->n_layers)
         return esa_fail(ctx, ESA_ERROR_INVALID_ARGUMENT, "layer %u out of range (n_layers %u)", layer, d->n_layers);
@@ -281,9 +289,11 @@ static esa_status attend(esa_cache *c, uint32_t layer, uint32_t n, esa_dtype dty
     if ((uint64_t)L->len + n > d->max_tokens)
         return esa_fail(ctx, ESA_ERROR_CAPACITY, "layer %u holds %u tokens; %u more exceed max_tokens %u",
                         layer, L->len, n, d->max_tokens);
-    size_t hd = (size_t)d->n_heads * d->head_dim, gd = (size_t)d->n_kv_heads * d->head_dim;
+    /* append-only steps take no queries: hd = 0 makes them empty below */
+    size_t hd = mode == ESA_STEP_APPEND ? 0 : (size_t)d->n_heads * d->head_dim;
+    size_t gd = (size_t)d->n_kv_heads * d->head_dim;
     size_t esz = dtype == ESA_F32 ? 4 : 2;
-    if (!finite_input(q, n * hd, dtype) || !finite_input(k, n * gd, dtype) || !finite_input(v, n * gd, dtype))
+    if ((hd && !finite_input(q, n * hd, dtype)) || !finite_input(k, n * gd, dtype) || !finite_input(v, n * gd, dtype))
         return esa_fail(ctx, ESA_ERROR_NON_FINITE, "q, k or v holds NaN or infinity");
     if (info)
         memset(info, 0, sizeof *info);
@@ -291,7 +301,8 @@ static esa_status attend(esa_cache *c, uint32_t layer, uint32_t n, esa_dtype dty
     for (uint32_t t0 = 0; t0 < n; t0 += d->chunk) {
         uint32_t m = esa_min_u32(d->chunk, n - t0);
         uint8_t *up = c->upload.map;
-        memcpy(up, (const uint8_t *)q + t0 * hd * esz, m * hd * esz);
+        if (hd)
+            memcpy(up, (const uint8_t *)q + t0 * hd * esz, m * hd * esz);
         memcpy(up + m * hd * esz, (const uint8_t *)k + t0 * gd * esz, m * gd * esz);
         memcpy(up + m * (hd + gd) * esz, (const uint8_t *)v + t0 * gd * esz, m * gd * esz);
         esa_buffer_flush(ctx, &c->upload);
@@ -305,15 +316,17 @@ static esa_status attend(esa_cache *c, uint32_t layer, uint32_t n, esa_dtype dty
         VkCommandBuffer cb;
         esa_status s = esa_begin(ctx, &cb);
         if (s == ESA_SUCCESS) {
-            esa_record_chunk(c, cb, layer, m, &io, dense_only, info);
+            esa_record_chunk(c, cb, layer, m, &io, mode, info);
             s = esa_submit_wait(ctx);
         }
         if (s != ESA_SUCCESS) {
             L->len = len0; /* the cache holds no partial step */
             return s;
         }
-        esa_buffer_invalidate(ctx, &c->download);
-        memcpy(out + t0 * hd, c->download.map, m * hd * sizeof(float));
+        if (hd) {
+            esa_buffer_invalidate(ctx, &c->download);
+            memcpy(out + t0 * hd, c->download.map, m * hd * sizeof(float));
+        }
     }
     return ESA_SUCCESS;
 }
@@ -321,14 +334,20 @@ static esa_status attend(esa_cache *c, uint32_t layer, uint32_t n, esa_dtype dty
 esa_status esa_attend(esa_cache *c, uint32_t layer, uint32_t n, esa_dtype dtype, const void *q,
                       const void *k, const void *v, float *out, esa_step_info *info)
 {
-    return attend(c, layer, n, dtype, q, k, v, out, info, 0);
+    return attend(c, layer, n, dtype, q, k, v, out, info, ESA_STEP_ESA);
 }
 
 esa_status esa_attend_dense(esa_cache *c, uint32_t layer, uint32_t n, esa_dtype dtype,
                             const void *q, const void *k, const void *v, float *out,
                             esa_step_info *info)
 {
-    return attend(c, layer, n, dtype, q, k, v, out, info, 1);
+    return attend(c, layer, n, dtype, q, k, v, out, info, ESA_STEP_DENSE);
+}
+
+esa_status esa_append(esa_cache *c, uint32_t layer, uint32_t n, esa_dtype dtype, const void *k,
+                      const void *v)
+{
+    return attend(c, layer, n, dtype, NULL, k, v, NULL, NULL, ESA_STEP_APPEND);
 }
 
 esa_status esa_cache_last_selection(esa_cache *c, uint32_t layer, uint32_t *positions,

@@ -153,6 +153,9 @@ int main(void)
     EXPECT_STATUS(esa_attend(cache, 0, 1, (esa_dtype)5, q, k, v, o, NULL), ESA_ERROR_INVALID_ARGUMENT);
     EXPECT_STATUS(esa_attend(cache, 0, 1, ESA_F32, NULL, k, v, o, NULL), ESA_ERROR_INVALID_ARGUMENT);
     EXPECT_STATUS(esa_attend(cache, 0, 1, ESA_F32, q, k, v, NULL, NULL), ESA_ERROR_INVALID_ARGUMENT);
+    EXPECT_STATUS(esa_append(cache, 0, 1, ESA_F32, k, NULL), ESA_ERROR_INVALID_ARGUMENT);
+    EXPECT_STATUS(esa_append(cache, 3, 1, ESA_F32, k, v), ESA_ERROR_INVALID_ARGUMENT);
+    EXPECT_STATUS(esa_append(NULL, 0, 1, ESA_F32, k, v), ESA_ERROR_INVALID_ARGUMENT);
     uint32_t len = 99, count = 0, pos[4];
     EXPECT_STATUS(esa_cache_length(cache, 0, &len), ESA_SUCCESS);
     EXPECT(len == 0, "length %u after refused steps", len);
