@@ -93,6 +93,10 @@ typedef struct esa_context_desc {
     void *(*realloc)(void *user, void *ptr, size_t size);
     void (*free)(void *user, void *ptr);
     void *alloc_user;
+    /* Optional: where esa_context_create writes why it failed (the context, and so
+     * esa_context_last_error, does not exist then); NUL-terminated, truncated to the size. */
+    char *error_message;
+    size_t error_message_size;
     uint32_t reserved[8]; /* must be zero */
 } esa_context_desc;
 

@@ -258,20 +258,19 @@ esa_status esa_cache_create(esa_context *ctx, const esa_cache_desc *desc, esa_ca
     esa_status s = resolve_desc(ctx, desc, &d, &radius);
     if (s != ESA_SUCCESS)
         return s;
+    uint32_t dc = d.score_mode == ESA_SCORES_EXACT ? d.n_kv_heads * d.head_dim : d.compress_dim;
+    if (dc > ctx->score_tile)
+        return esa_fail(ctx, ESA_ERROR_INVALID_ARGUMENT,
+                        "the score dimension %u (%s) exceeds this device's limit %u", dc,
+                        d.score_mode == ESA_SCORES_EXACT ? "G*d with exact scores" : "compress_dim",
+                        ctx->score_tile);
     esa_cache *c = esa_calloc(ctx, 1, sizeof *c);
     if (!c)
         return ESA_ERROR_OUT_OF_HOST_MEMORY;
     c->ctx = ctx;
     c->d = d;
     c->radius = radius;
-    c->dc = d.score_mode == ESA_SCORES_EXACT ? d.n_kv_heads * d.head_dim : d.compress_dim;
-    if (c->dc > ctx->score_tile) {
-        esa_free(ctx, c);
-        return esa_fail(ctx, ESA_ERROR_INVALID_ARGUMENT,
-                        "the score dimension %u (%s) exceeds this device's limit %u", c->dc,
-                        d.score_mode == ESA_SCORES_EXACT ? "G*d with exact scores" : "compress_dim",
-                        ctx->score_tile);
-    }
+    c->dc = dc;
     c->layers = esa_calloc(ctx, d.n_layers, sizeof *c->layers);
     if (!c->layers) {
         esa_cache_destroy(c);

@@ -389,6 +389,9 @@ esa_status esa_context_create(const esa_context_desc *desc, esa_context **out)
     if (s == ESA_SUCCESS)
         s = esa_context_init_device_state(ctx);
     if (s != ESA_SUCCESS) {
+        if (desc && desc->error_message && desc->error_message_size)
+            snprintf(desc->error_message, desc->error_message_size, "%s",
+                     ctx->last_error[0] ? ctx->last_error : esa_status_string(s));
         esa_context_destroy(ctx);
         return s;
     }

@@ -46,8 +46,11 @@ int main(void)
     esa_context *ctx = NULL;
     esa_context_desc bad = {.reserved = {1}};
     EXPECT(esa_context_create(&bad, &ctx) == ESA_ERROR_INVALID_ARGUMENT && !ctx, "reserved");
-    esa_context_desc no_such = {.device_name = "no-such-device-xyz"};
+    char why[128] = "";
+    esa_context_desc no_such = {.device_name = "no-such-device-xyz", .error_message = why,
+                                .error_message_size = sizeof why};
     EXPECT_STATUS(esa_context_create(&no_such, &ctx), ESA_ERROR_NO_DEVICE);
+    EXPECT(strstr(why, "no-such-device-xyz") || strstr(why, "no Vulkan"), "error message: \"%s\"", why);
     esa_context_desc idx = {.device_index_plus_1 = 100};
     EXPECT_STATUS(esa_context_create(&idx, &ctx), ESA_ERROR_NO_DEVICE);
     esa_context_destroy(NULL);

@@ -946,7 +946,8 @@ static int setup(app *A)
 {
     run *R = &A->R;
     const options *o = &R->o;
-    esa_context_desc cdesc = {0};
+    char why[256] = "";
+    esa_context_desc cdesc = {.error_message = why, .error_message_size = sizeof why};
     if (o->device && o->device[0]) {
         if (strspn(o->device, "0123456789") == strlen(o->device))
             cdesc.device_index_plus_1 = (uint32_t)strtoul(o->device, NULL, 10) + 1;
@@ -955,8 +956,7 @@ static int setup(app *A)
     }
     esa_status st = esa_context_create(&cdesc, &A->ctx);
     if (st != ESA_SUCCESS) {
-        fprintf(stderr, "esa-needle: esa_context_create: %s%s%s\n", esa_status_string(st),
-                o->device ? "\n  device asked for: " : "", o->device ? o->device : "");
+        fprintf(stderr, "esa-needle: esa_context_create: %s\n  %s\n", esa_status_string(st), why);
         return -1;
     }
     CALL(esa_context_device_info(A->ctx, &A->dev), "esa_context_device_info");
