@@ -699,48 +699,32 @@ int main(void)
     const uint32_t big_lm = 1000000;
     const uint32_t huge_lm = 64u * 65535u + 5000u; /* more than one score dispatch can cover */
     rng_seed(7);
-    double t0 = now_s(), t;
+    double t0 = now_s();
 
     /* one cache sized for the selection stages: 1M tokens of a tiny model */
     esa_cache_desc sel = {.n_layers = 1, .n_heads = 1, .n_kv_heads = 1, .head_dim = 16,
                           .compress_dim = 8, .chunk = 16, .max_tokens = huge_lm};
     esa_cache *c = make_cache(ctx, &sel);
-    int before = g_failures;
-    t = now_s();
-    test_proximity(c, big_lm);
-    fprintf(stderr, "%-12s %s (%.1f s)\n", "proximity", g_failures == before ? "ok" : "FAILED", now_s() - t);
-    before = g_failures;
-    t = now_s();
-    test_topk(c);
-    fprintf(stderr, "%-12s %s (%.1f s)\n", "top-k", g_failures == before ? "ok" : "FAILED", now_s() - t);
-    before = g_failures;
-    t = now_s();
-    test_topk_large(c, big_lm);
-    fprintf(stderr, "%-12s %s (%.1f s)\n", "top-k 1M", g_failures == before ? "ok" : "FAILED", now_s() - t);
-    before = g_failures;
-    t = now_s();
-    test_compress(c);
-    fprintf(stderr, "%-12s %s (%.1f s)\n", "compress", g_failures == before ? "ok" : "FAILED", now_s() - t);
-    before = g_failures;
-    t = now_s();
-    check_scores_huge(c, 2, huge_lm - 7, 7);
-    fprintf(stderr, "%-12s %s (%.1f s)\n", "scores 4.2M", g_failures == before ? "ok" : "FAILED", now_s() - t);
+    /* each part: its name, ok or FAILED, and its time */
+#define PART(name, ...)                                                                        \
+    do {                                                                                       \
+        int before_ = g_failures;                                                              \
+        double t_ = now_s();                                                                   \
+        __VA_ARGS__;                                                                           \
+        fprintf(stderr, "%-12s %s (%.1f s)\n", name, g_failures == before_ ? "ok" : "FAILED",  \
+                now_s() - t_);                                                                 \
+    } while (0)
+    PART("proximity", test_proximity(c, big_lm));
+    PART("top-k", test_topk(c));
+    PART("top-k 1M", test_topk_large(c, big_lm));
+    PART("compress", test_compress(c));
+    PART("scores 4.2M", check_scores_huge(c, 2, huge_lm - 7, 7));
     esa_cache_destroy(c);
-
-    before = g_failures;
-    t = now_s();
-    test_scores(ctx);
-    fprintf(stderr, "%-12s %s (%.1f s)\n", "scores", g_failures == before ? "ok" : "FAILED", now_s() - t);
-
-    before = g_failures;
-    t = now_s();
-    test_attention(ctx, "H8G2d64-neox", 8, 2, 64, 64, ESA_ROPE_NEOX);
-    test_attention(ctx, "H8G2d128-inter96", 8, 2, 128, 96, ESA_ROPE_INTERLEAVED);
-    fprintf(stderr, "%-12s %s (%.1f s)\n", "attention", g_failures == before ? "ok" : "FAILED", now_s() - t);
-    before = g_failures;
-    t = now_s();
-    test_attention_wide(ctx);
-    fprintf(stderr, "%-12s %s (%.1f s)\n", "attend 2^24", g_failures == before ? "ok" : "FAILED", now_s() - t);
+    PART("scores", test_scores(ctx));
+    PART("attention", test_attention(ctx, "H8G2d64-neox", 8, 2, 64, 64, ESA_ROPE_NEOX);
+         test_attention(ctx, "H8G2d128-inter96", 8, 2, 128, 96, ESA_ROPE_INTERLEAVED));
+    PART("attend 2^24", test_attention_wide(ctx));
+#undef PART
 
     if (g_ftz_seen)
         fprintf(stderr, "note: the device treats subnormal scores as zero (flush-to-zero); "

@@ -200,6 +200,8 @@ int main(void)
          ESA_POSITIONS_EXTRAPOLATE, ESA_SCORES_EXACT, {100, 1, 77, 1, 0}, 12.0f},
         {"head-dim-80", 4, 1, 80, 64, ESA_ROPE_NEOX, 2, 10, 13, 12, 9, 2,
          ESA_POSITIONS_EXTRAPOLATE, ESA_SCORES_COMPRESSED, {30, 1, 1, 25, 1, 0}, 0.01f},
+        {"head-dim-96-small-logits", 12, 4, 96, 96, ESA_ROPE_INTERLEAVED, 5, 12, 19, 48, 10, 1,
+         ESA_POSITIONS_EXTRAPOLATE, ESA_SCORES_COMPRESSED, {37, 1, 23, 1, 1, 0}, 1e-3f},
     };
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         int before = g_failures;
