@@ -82,8 +82,8 @@ typedef struct esa_context_desc {
     const char *device_name;
     uint32_t device_index_plus_1;
     /* Enable VK_LAYER_KHRONOS_validation and count its messages (esa_context_validation_count).
-     * Fails with ESA_ERROR_NO_DEVICE-free fallback: if the layer is missing, the context is
-     * created without it and esa_context_validation_count() returns UINT32_MAX. */
+     * If the layer is not installed the context is still created, without it, and
+     * esa_context_validation_count() returns UINT32_MAX. */
     int enable_validation;
     /* Print every validation message to stderr (only with enable_validation). */
     int print_validation;
@@ -132,7 +132,8 @@ typedef struct esa_device_info {
     uint32_t max_shared_memory;      /* maxComputeSharedMemorySize */
     uint32_t max_workgroup_invocations;
     float timestamp_period_ns;       /* 0 if the queue has no timestamps */
-    uint32_t index;                  /* index among the physical devices */
+    uint32_t index;                  /* index among the physical devices (0 for an external
+                                      * context) */
 } esa_device_info;
 
 ESA_API esa_status esa_context_device_info(const esa_context *ctx, esa_device_info *info);
@@ -194,23 +195,29 @@ typedef struct esa_cache_desc {
     esa_position_mode position_mode;
     esa_score_mode score_mode;
     /* Capacity. */
-    uint32_t max_tokens;    /* tokens per layer the cache can hold (required) */
+    uint32_t max_tokens;    /* tokens per layer the cache can hold (required); at most
+                             * ESA_MAX_TOKENS, max_tokens*G*d < 2^30 and max_tokens*d' < 2^31
+                             * (32-bit element indices in the shaders) */
     uint32_t reserved[8];   /* must be zero */
 } esa_cache_desc;
 
 #define ESA_MAX_TOP_K 65536u
+#define ESA_MAX_TOKENS 16776960u /* 65535 * 256: per layer */
 #define ESA_MAX_RADIUS 64
 
-/* Create a cache. desc is validated (ESA_ERROR_INVALID_ARGUMENT names the field in
- * esa_context_last_error) and device buffers for max_tokens tokens of every layer are
- * allocated now (ESA_ERROR_LIMIT if one layer's buffer exceeds maxStorageBufferRange or the
- * allocation limit, ESA_ERROR_OUT_OF_DEVICE_MEMORY if the device is full). */
+/* Create a cache. desc is validated (ESA_ERROR_INVALID_ARGUMENT, with the field named in
+ * esa_context_last_error; this includes d' (G*d with exact scores) above what the device's
+ * shared memory holds: 4096 on most devices) and device buffers for max_tokens tokens of every
+ * layer are allocated now: ESA_ERROR_LIMIT if one exceeds maxMemoryAllocationSize,
+ * ESA_ERROR_OUT_OF_DEVICE_MEMORY if the device is full. Buffers are reached by device address,
+ * so maxStorageBufferRange does not limit them. */
 ESA_API esa_status esa_cache_create(esa_context *ctx, const esa_cache_desc *desc, esa_cache **out);
 
 /* Destroy a cache; waits for its work to finish. Accepts NULL. */
 ESA_API void esa_cache_destroy(esa_cache *cache);
 
-/* The resolved parameters (defaults filled in). */
+/* The resolved parameters (defaults filled in; proximity_radius as the epsilon in use, or
+ * ESA_RADIUS_NONE for 0). */
 ESA_API esa_status esa_cache_get_desc(const esa_cache *cache, esa_cache_desc *desc);
 
 /* Set one layer's compression matrices (spec 4.2), copied to the device:
@@ -249,7 +256,8 @@ typedef struct esa_step_info {
  *   output of their queries q[n][H][d] (pre-RoPE, dtype) to out[n][H][d] (fp32), attending to
  *   initial, selected middle, local and current tokens (causal among the current ones).
  * n may exceed the chunk length l_C: the step is then processed as consecutive chunks.
- * Inputs are checked for NaN/infinity first (ESA_ERROR_NON_FINITE, nothing appended).
+ * Inputs are checked first (ESA_ERROR_NON_FINITE, nothing appended): no NaN or infinity, and
+ * fp32 keys and values within the fp16 range (|x| <= 65504), since they are stored as fp16.
  * On any error the layer's cache is unchanged. info may be NULL. */
 ESA_API esa_status esa_attend(esa_cache *cache, uint32_t layer, uint32_t n, esa_dtype dtype,
                               const void *q, const void *k, const void *v, float *out,
@@ -267,8 +275,11 @@ ESA_API esa_status esa_attend_dense(esa_cache *cache, uint32_t layer, uint32_t n
 ESA_API esa_status esa_append(esa_cache *cache, uint32_t layer, uint32_t n, esa_dtype dtype,
                               const void *k, const void *v);
 
-/* The middle tokens selected by the layer's last ESA step (cache positions, ascending).
- * Writes min(count, cap) entries; *count receives the full count (0 after a dense step). */
+/* The middle tokens selected by the layer's last step (cache positions, ascending): M_k of an
+ * ESA step, all of M when l_M <= k, nothing (count 0) after a dense step or esa_append.
+ * Writes min(count, cap) entries; *count receives the full count. After a step recorded by
+ * esa_cmd_attend, call it only once that command buffer has completed. It submits a copy on
+ * the context's queue and waits for it. */
 ESA_API esa_status esa_cache_last_selection(esa_cache *cache, uint32_t layer, uint32_t *positions,
                                             uint32_t cap, uint32_t *count);
 
@@ -310,6 +321,10 @@ typedef struct esa_step_buffers {
  * step. The cache's state advances at record time: submit recorded steps in record order,
  * exactly once, and do not let them run concurrently with esa_attend on the same cache.
  * The caller's buffers must stay alive until the command buffer completes.
+ * The call binds its own compute pipelines and push constants (its own pipeline layout):
+ * rebind your compute pipeline, push constants and descriptor sets afterwards.
+ * Destroying the cache or context waits for the context's queue only: steps recorded into
+ * command buffers submitted elsewhere must have completed first.
  * Inputs are not checked for NaN here (that would need a read-back). */
 ESA_API esa_status esa_cmd_attend(esa_cache *cache, VkCommandBuffer cb, uint32_t layer,
                                   uint32_t n, const esa_step_buffers *buffers,

@@ -58,6 +58,7 @@ static esa_status resolve_desc(esa_context *ctx, const esa_cache_desc *in, esa_c
           "proximity_radius must be ESA_RADIUS_NONE or 0..%d (got %d)", ESA_MAX_RADIUS,
           d->proximity_radius);
     *radius = d->proximity_radius == 0 ? 1u : d->proximity_radius < 0 ? 0u : (uint32_t)d->proximity_radius;
+    d->proximity_radius = *radius ? (int32_t)*radius : ESA_RADIUS_NONE; /* resolved, for get_desc */
     if (d->chunk == 0)
         d->chunk = 512;
     CHECK(d->chunk <= 4096, "chunk must be <= 4096 (got %u)", d->chunk);
@@ -69,6 +70,9 @@ static esa_status resolve_desc(esa_context *ctx, const esa_cache_desc *in, esa_c
     CHECK(d->max_tokens >= 1, "max_tokens is required");
     CHECK(d->max_tokens <= (1u << 30) / d->n_kv_heads / d->head_dim,
           "max_tokens too large for 32-bit element indices (max_tokens*G*d must be < 2^30)");
+    /* one workgroup of 256 per middle token block in proximity.comp: at most 65535 of them */
+    CHECK(d->max_tokens <= ESA_MAX_TOKENS, "max_tokens must be <= %u (got %u)", ESA_MAX_TOKENS,
+          d->max_tokens);
     return ESA_SUCCESS;
 }
 
@@ -259,6 +263,9 @@ esa_status esa_cache_create(esa_context *ctx, const esa_cache_desc *desc, esa_ca
     if (s != ESA_SUCCESS)
         return s;
     uint32_t dc = d.score_mode == ESA_SCORES_EXACT ? d.n_kv_heads * d.head_dim : d.compress_dim;
+    if ((uint64_t)d.max_tokens * dc >= (1ull << 31))
+        return esa_fail(ctx, ESA_ERROR_INVALID_ARGUMENT,
+                        "max_tokens * score dimension (%u) must be < 2^31 for 32-bit indices", dc);
     if (dc > ctx->score_tile)
         return esa_fail(ctx, ESA_ERROR_INVALID_ARGUMENT,
                         "the score dimension %u (%s) exceeds this device's limit %u", dc,
@@ -304,7 +311,11 @@ void esa_cache_destroy(esa_cache *c)
     if (!c)
         return;
     esa_context *ctx = c->ctx;
-    ctx->vk.vkDeviceWaitIdle(ctx->device);
+    /* a caller's device may have other queues busy: wait on ours only */
+    if (ctx->owns_device)
+        ctx->vk.vkDeviceWaitIdle(ctx->device);
+    else
+        ctx->vk.vkQueueWaitIdle(ctx->queue);
     if (c->layers) {
         for (uint32_t l = 0; l < c->d.n_layers; l++) {
             esa_layer *L = &c->layers[l];
@@ -373,6 +384,7 @@ esa_status esa_cache_set_compression(esa_cache *c, uint32_t layer, const float *
     for (uint32_t r = 0; r < dc; r++)
         for (uint32_t j = 0; j < gd; j++)
             bt[(size_t)j * dc + r] = b[(size_t)r * gd + j];
+    c->layers[layer].ready = 0; /* until both matrices are on the device */
     esa_status s = upload(c, &c->layers[layer].at, at, (size_t)hd * dc * 4);
     if (s == ESA_SUCCESS)
         s = upload(c, &c->layers[layer].bt, bt, (size_t)gd * dc * 4);

@@ -259,6 +259,7 @@ static esa_status choose_device(esa_context *ctx, const esa_context_desc *desc)
                         desc ? desc->device_index_plus_1 - 1 : 0, n);
     }
     ctx->physical = pds[best];
+    ctx->physical_index = (uint32_t)best;
     return ESA_SUCCESS;
 }
 
@@ -311,7 +312,7 @@ esa_status esa_context_init_device_state(esa_context *ctx)
 {
     esa_vk *vk = &ctx->vk;
     const char *why;
-    if (!describe(vk, ctx->physical, 0, &ctx->info, &why))
+    if (!describe(vk, ctx->physical, ctx->physical_index, &ctx->info, &why))
         return esa_fail(ctx, ESA_ERROR_DEVICE_UNSUPPORTED, "%s: %s", ctx->info.name, why);
     vk->vkGetPhysicalDeviceMemoryProperties(ctx->physical, &ctx->mem_props);
     ctx->wg_size = 256;
@@ -405,7 +406,10 @@ void esa_context_destroy(esa_context *ctx)
         return;
     esa_vk *vk = &ctx->vk;
     if (ctx->device) {
-        vk->vkDeviceWaitIdle(ctx->device);
+        if (ctx->owns_device)
+            vk->vkDeviceWaitIdle(ctx->device);
+        else if (ctx->queue)
+            vk->vkQueueWaitIdle(ctx->queue);
         esa_pipelines_destroy(ctx);
         if (ctx->fence)
             vk->vkDestroyFence(ctx->device, ctx->fence, NULL);

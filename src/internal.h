@@ -40,6 +40,7 @@ struct esa_context {
     int owns_device;              /* 0 for esa_context_create_external */
     VkInstance instance;
     VkPhysicalDevice physical;
+    uint32_t physical_index;      /* its index in vkEnumeratePhysicalDevices (0 if external) */
     VkDevice device;
     VkQueue queue;
     uint32_t queue_family;

@@ -6,6 +6,7 @@
  *   -> attention parts (split-K) -> log-sum-exp merge into the output. */
 #include "internal.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -251,12 +252,14 @@ void esa_record_chunk(esa_cache *c, VkCommandBuffer cb, uint32_t layer, uint32_t
 /* ----------------------------------------------------------------------------------------- */
 /* The simple, blocking API                                                                   */
 
-static int finite_input(const void *p, size_t count, esa_dtype dtype)
+/* NaN, infinity, and (for fp32 keys and values, which are stored as fp16) magnitudes beyond
+ * the fp16 range are refused: each would turn the attention into NaN. */
+static int finite_input(const void *p, size_t count, esa_dtype dtype, float limit)
 {
     if (dtype == ESA_F32) {
         const float *f = p;
         for (size_t i = 0; i < count; i++)
-            if (!isfinite(f[i]))
+            if (!(fabsf(f[i]) <= limit))
                 return 0;
     } else {
         const uint16_t *h = p;
@@ -293,11 +296,14 @@ static esa_status attend(esa_cache *c, uint32_t layer, uint32_t n, esa_dtype dty
     size_t hd = mode == ESA_STEP_APPEND ? 0 : (size_t)d->n_heads * d->head_dim;
     size_t gd = (size_t)d->n_kv_heads * d->head_dim;
     size_t esz = dtype == ESA_F32 ? 4 : 2;
-    if ((hd && !finite_input(q, n * hd, dtype)) || !finite_input(k, n * gd, dtype) || !finite_input(v, n * gd, dtype))
-        return esa_fail(ctx, ESA_ERROR_NON_FINITE, "q, k or v holds NaN or infinity");
+    if ((hd && !finite_input(q, n * hd, dtype, FLT_MAX)) || !finite_input(k, n * gd, dtype, 65504.0f) ||
+        !finite_input(v, n * gd, dtype, 65504.0f))
+        return esa_fail(ctx, ESA_ERROR_NON_FINITE,
+                        "q, k or v holds NaN or infinity, or k or v a magnitude beyond fp16 (65504)");
     if (info)
         memset(info, 0, sizeof *info);
-    uint32_t len0 = L->len;
+    /* restored if a chunk fails, so the layer looks as before the call */
+    uint32_t len0 = L->len, sel0 = L->n_selected, first0 = L->sel_first;
     for (uint32_t t0 = 0; t0 < n; t0 += d->chunk) {
         uint32_t m = esa_min_u32(d->chunk, n - t0);
         uint8_t *up = c->upload.map;
@@ -321,6 +327,8 @@ static esa_status attend(esa_cache *c, uint32_t layer, uint32_t n, esa_dtype dty
         }
         if (s != ESA_SUCCESS) {
             L->len = len0; /* the cache holds no partial step */
+            L->n_selected = sel0;
+            L->sel_first = first0;
             return s;
         }
         if (hd) {
@@ -370,6 +378,7 @@ esa_status esa_cache_last_selection(esa_cache *c, uint32_t layer, uint32_t *posi
     esa_status s = esa_begin(ctx, &cb);
     if (s != ESA_SUCCESS)
         return s;
+    esa_cmd_barrier(ctx, cb); /* the selection was written by a shader in an earlier submit */
     VkBufferCopy region = {.size = (VkDeviceSize)m * 4};
     ctx->vk.vkCmdCopyBuffer(cb, L->sel.buffer, c->readback.buffer, 1, &region);
     s = esa_submit_wait(ctx);

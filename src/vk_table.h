@@ -25,6 +25,7 @@
     X(vkGetDeviceQueue)                                                                        \
     X(vkDeviceWaitIdle)                                                                        \
     X(vkQueueSubmit)                                                                           \
+    X(vkQueueWaitIdle)                                                                         \
     X(vkCreateBuffer)                                                                          \
     X(vkDestroyBuffer)                                                                         \
     X(vkGetBufferMemoryRequirements)                                                           \

@@ -101,6 +101,14 @@ int main(void)
     BAD(score_mode, 9, ESA_ERROR_INVALID_ARGUMENT);
     BAD(max_tokens, 0, ESA_ERROR_INVALID_ARGUMENT);
     BAD(max_tokens, 0xffffffffu, ESA_ERROR_INVALID_ARGUMENT);
+    {
+        esa_cache_desc b = good_desc(); /* small enough per token, but past the dispatch limit */
+        b.n_kv_heads = 1;
+        b.n_heads = 1;
+        b.head_dim = 16;
+        b.max_tokens = ESA_MAX_TOKENS + 1;
+        bad_desc(ctx, "max_tokens = ESA_MAX_TOKENS + 1", b, ESA_ERROR_INVALID_ARGUMENT);
+    }
     BAD(reserved[3], 1, ESA_ERROR_INVALID_ARGUMENT);
     {
         esa_cache_desc b = good_desc(); /* exact scores over G*d = 8192 dims: more than a tile */
@@ -170,6 +178,10 @@ int main(void)
     k[3] = INFINITY;
     EXPECT_STATUS(esa_attend(cache, 0, 4, ESA_F32, q, k, v, o, NULL), ESA_ERROR_NON_FINITE);
     k[3] = kk;
+    float vv = v[5];
+    v[5] = 70000.0f; /* finite in fp32, infinite once stored as fp16 */
+    EXPECT_STATUS(esa_attend(cache, 0, 4, ESA_F32, q, k, v, o, NULL), ESA_ERROR_NON_FINITE);
+    v[5] = vv;
     esa_cache_length(cache, 0, &len);
     EXPECT(len == 0, "length %u after a NaN step", len);
     /* fp16 input equals fp32 input rounded to fp16 */
@@ -202,7 +214,8 @@ int main(void)
     EXPECT(len == 0, "length %u after clear", len);
     esa_cache_desc got;
     EXPECT_STATUS(esa_cache_get_desc(cache, &got), ESA_SUCCESS);
-    EXPECT(got.rope_dims == 32 && got.chunk == 4 && got.global_pos == 4 && got.rope_theta == 10000.0f,
+    EXPECT(got.rope_dims == 32 && got.chunk == 4 && got.global_pos == 4 && got.rope_theta == 10000.0f &&
+               got.proximity_radius == 1,
            "defaults not resolved");
     esa_cache_destroy(cache);
     return harness_finish(ctx, "test_api");
