@@ -80,6 +80,18 @@ static int describe(esa_vk *vk, VkPhysicalDevice pd, uint32_t index, esa_device_
     int has_ssc = has_device_ext(vk, pd, VK_EXT_SUBGROUP_SIZE_CONTROL_EXTENSION_NAME);
     if (has_ssc)
         sg.pNext = &ssc;
+    VkPhysicalDeviceProperties base;
+    vk->vkGetPhysicalDeviceProperties(pd, &base);
+    if (base.apiVersion < VK_API_VERSION_1_2) {
+        /* the 1.2 property structs may not be chained on an older device */
+        memset(info, 0, sizeof *info);
+        snprintf(info->name, sizeof info->name, "%s", base.deviceName);
+        info->api_version = base.apiVersion;
+        info->type = map_type(base.deviceType);
+        info->index = index;
+        *why = "Vulkan 1.2 is required";
+        return 0;
+    }
     vk->vkGetPhysicalDeviceProperties2(pd, &p2);
     const VkPhysicalDeviceProperties *p = &p2.properties;
     memset(info, 0, sizeof *info);
@@ -114,10 +126,6 @@ static int describe(esa_vk *vk, VkPhysicalDevice pd, uint32_t index, esa_device_
     VkPhysicalDeviceVulkan12Features f12 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES};
     VkPhysicalDeviceFeatures2 f2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, .pNext = &f12};
     *why = NULL;
-    if (p->apiVersion < VK_API_VERSION_1_2) {
-        *why = "Vulkan 1.2 is required";
-        return 0;
-    }
     vk->vkGetPhysicalDeviceFeatures2(pd, &f2);
     const VkSubgroupFeatureFlags need_ops = VK_SUBGROUP_FEATURE_BASIC_BIT |
                                             VK_SUBGROUP_FEATURE_ARITHMETIC_BIT |
@@ -127,8 +135,9 @@ static int describe(esa_vk *vk, VkPhysicalDevice pd, uint32_t index, esa_device_
     else if (!(sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) ||
              (sg.supportedOperations & need_ops) != need_ops)
         *why = "compute subgroup operations (basic, arithmetic, ballot) are required";
-    else if (info->max_shared_memory < 16384 || info->max_workgroup_invocations < 256)
-        *why = "16 KiB of shared memory and 256 invocations per workgroup are required";
+    else if (info->max_shared_memory < 16384 || info->max_workgroup_invocations < 256 ||
+             p->limits.maxComputeWorkGroupSize[0] < 256)
+        *why = "16 KiB of shared memory and 256-invocation workgroups are required";
     return *why == NULL;
 }
 
