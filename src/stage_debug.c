@@ -86,6 +86,17 @@ static esa_status run_end(run *r)
     return s;
 }
 
+/* The usual ending: read bytes of src back into out, submit, wait, free the staging. */
+static esa_status run_finish(run *r, const esa_buffer *src, void *out, uint64_t bytes)
+{
+    const void *back = get(r, src, 0, bytes);
+    esa_status s = run_end(r);
+    if (s == ESA_SUCCESS)
+        memcpy(out, back, (size_t)bytes);
+    run_free(r);
+    return s;
+}
+
 esa_status esa_debug_proximity(esa_cache *c, const float *f, uint32_t lm, uint32_t radius,
                                uint32_t *keys, uint32_t *hist)
 {
@@ -142,11 +153,7 @@ esa_status esa_debug_topk(esa_cache *c, const float *f, uint32_t lm, uint32_t ra
     esa_cmd_barrier(ctx, r.cb);
     esa_record_proximity(c, r.cb, lm, radius);
     esa_record_topk(c, r.cb, lm, k, pos0, sel.address);
-    const void *back = get(&r, &sel, 0, (uint64_t)k * 4);
-    s = run_end(&r);
-    if (s == ESA_SUCCESS)
-        memcpy(out, back, (size_t)k * 4);
-    run_free(&r);
+    s = run_finish(&r, &sel, out, (uint64_t)k * 4);
     esa_buffer_destroy(ctx, &sel);
     return s;
 }
@@ -177,11 +184,7 @@ esa_status esa_debug_scores(esa_cache *c, const float *qc, uint32_t n, const uin
         .f = c->f.address, .n = n, .dc = dc, .m0 = m0, .lm = lm,
     };
     esa_record_scores(c, r.cb, &sc);
-    const void *back = get(&r, &c->f, 0, f_bytes);
-    s = run_end(&r);
-    if (s == ESA_SUCCESS)
-        memcpy(f, back, (size_t)f_bytes);
-    run_free(&r);
+    s = run_finish(&r, &c->f, f, f_bytes);
     return s;
 }
 
@@ -225,11 +228,7 @@ esa_status esa_debug_compress(esa_cache *c, const void *x, esa_dtype x_dtype, ui
         };
         esa_record_compress(c, r.cb, &pc);
         esa_cmd_barrier(ctx, r.cb);
-        const void *back = get(&r, &ob, 0, o_bytes);
-        s = run_end(&r);
-        if (s == ESA_SUCCESS)
-            memcpy(out, back, (size_t)o_bytes);
-        run_free(&r);
+        s = run_finish(&r, &ob, out, o_bytes);
     }
     esa_buffer_destroy(ctx, &xb);
     esa_buffer_destroy(ctx, &mb);
@@ -282,11 +281,7 @@ esa_status esa_debug_attend(esa_cache *c, const float *q, uint32_t n, uint32_t q
         uint32_t used = esa_record_attention(c, r.cb, L, n, q_cache_pos0, sg, nseg, ob.address);
         if (slots)
             *slots = used;
-        const void *back = get(&r, &ob, 0, q_bytes);
-        s = run_end(&r);
-        if (s == ESA_SUCCESS)
-            memcpy(out, back, (size_t)q_bytes);
-        run_free(&r);
+        s = run_finish(&r, &ob, out, q_bytes);
     }
     esa_buffer_destroy(ctx, &ob);
     return s;
