@@ -98,9 +98,9 @@ static void record_select(esa_cache *c, VkCommandBuffer cb, esa_layer *L, uint32
 }
 
 /* Split the parts' keys over workgroups so the device has enough of them (flash-decoding),
- * within the partial-slot capacity. Returns the slots used. */
+ * within the partial-slot capacity. Returns the keys per split. */
 static uint32_t plan_splits(esa_cache *c, const esa_segment *seg, uint32_t nseg, uint32_t n,
-                            uint32_t qtiles, uint32_t kt, uint32_t *split_len)
+                            uint32_t qtiles, uint32_t kt)
 {
     uint64_t total = 0;
     for (uint32_t i = 0; i < nseg; i++)
@@ -115,10 +115,8 @@ static uint32_t plan_splits(esa_cache *c, const esa_segment *seg, uint32_t nseg,
         uint64_t slots = 0;
         for (uint32_t i = 0; i < nseg; i++)
             slots += (seg[i].count + len - 1) / len;
-        if (slots <= max_slots) {
-            *split_len = (uint32_t)len;
-            return (uint32_t)slots;
-        }
+        if (slots <= max_slots)
+            return (uint32_t)len;
         len *= 2;
     }
 }
@@ -130,8 +128,7 @@ uint32_t esa_record_attention(esa_cache *c, VkCommandBuffer cb, esa_layer *L, ui
     const esa_cache_desc *d = &c->d;
     int v = n == 1 ? 0 : 1;
     uint32_t qt = c->attend_qt[v], qtiles = esa_div_up(n, qt);
-    uint32_t split_len;
-    uint32_t slots = plan_splits(c, seg, nseg, n, qtiles, c->attend_kt[v], &split_len);
+    uint32_t split_len = plan_splits(c, seg, nseg, n, qtiles, c->attend_kt[v]);
     esa_pc_attend pa = {
         .q = c->qs.address, .k = L->k.address, .v = L->v.address, .list = L->sel.address,
         .part_o = c->part_o.address, .part_ml = c->part_ml.address, .rope = c->rope.address,
@@ -156,7 +153,6 @@ uint32_t esa_record_attention(esa_cache *c, VkCommandBuffer cb, esa_layer *L, ui
         slot += splits;
     }
     esa_cmd_barrier(ctx, cb);
-    (void)slots;
     esa_pc_merge pm = {
         .part_o = c->part_o.address, .part_ml = c->part_ml.address, .out = out,
         .rows = n * d->n_heads, .d = d->head_dim, .n_slots = slot,
