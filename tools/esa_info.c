@@ -1,6 +1,7 @@
 /* esa-info: lists the Vulkan devices esa-vk sees, with what it needs of them, and the device it
  * would choose (ESA_DEVICE: an index, or a substring of the device name). */
 #include "esa.h"
+#include "tool_device.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,12 +55,7 @@ int main(int argc, char **argv)
     const char *env = getenv("ESA_DEVICE");
     char why[256] = "";
     esa_context_desc desc = {.error_message = why, .error_message_size = sizeof why};
-    if (env && env[0]) {
-        if (strspn(env, "0123456789") == strlen(env))
-            desc.device_index_plus_1 = (uint32_t)strtoul(env, NULL, 10) + 1;
-        else
-            desc.device_name = env;
-    }
+    tool_device_request(env, &desc);
     esa_context *ctx;
     s = esa_context_create(&desc, &ctx);
     if (s != ESA_SUCCESS) {

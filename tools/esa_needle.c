@@ -38,6 +38,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include "esa.h"
+#include "tool_device.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -948,12 +949,7 @@ static int setup(app *A)
     const options *o = &R->o;
     char why[256] = "";
     esa_context_desc cdesc = {.error_message = why, .error_message_size = sizeof why};
-    if (o->device && o->device[0]) {
-        if (strspn(o->device, "0123456789") == strlen(o->device))
-            cdesc.device_index_plus_1 = (uint32_t)strtoul(o->device, NULL, 10) + 1;
-        else
-            cdesc.device_name = o->device;
-    }
+    tool_device_request(o->device, &cdesc);
     esa_status st = esa_context_create(&cdesc, &A->ctx);
     if (st != ESA_SUCCESS) {
         fprintf(stderr, "esa-needle: esa_context_create: %s\n  %s\n", esa_status_string(st), why);
