@@ -284,6 +284,61 @@ ESA_API esa_status esa_cache_last_selection(esa_cache *cache, uint32_t layer, ui
                                             uint32_t cap, uint32_t *count);
 
 /* ---------------------------------------------------------------------------------------- */
+/* Profiling: device time per stage, memory, and the device's read bandwidth                */
+
+/* The stages of a step, in order. A step's device time is split at the boundaries between
+ * them (timestamps after each stage's dispatches and barrier). */
+typedef enum esa_stage {
+    ESA_STAGE_APPEND = 0,    /* new keys, values (and queries) into the cache */
+    ESA_STAGE_COMPRESS = 1,  /* new keys and the queries through the compression matrices */
+    ESA_STAGE_SCORE = 2,     /* importance scores of the middle tokens */
+    ESA_STAGE_PROXIMITY = 3, /* max-pool over neighbours, order keys, first histogram */
+    ESA_STAGE_TOPK = 4,      /* the k largest, ascending positions */
+    ESA_STAGE_ATTENTION = 5, /* attention parts (split-K) over initial, selected, local tokens */
+    ESA_STAGE_MERGE = 6,     /* log-sum-exp merge of the parts into the output */
+    ESA_STAGE_COUNT = 7
+} esa_stage;
+
+/* A static name of a stage ("score"); "?" for a value out of range. */
+ESA_API const char *esa_stage_name(esa_stage stage);
+
+typedef struct esa_profile {
+    double stage_ms[ESA_STAGE_COUNT]; /* device time per stage, summed since the last reset */
+    double total_ms;                  /* device time of the recorded submissions, first to last
+                                       * timestamp of each, summed */
+    uint64_t submissions;             /* command buffers measured */
+    uint64_t dropped;                 /* submissions not measured (query pool full) */
+} esa_profile;
+
+/* Turn timestamp profiling of the simple API's submissions (esa_attend, esa_attend_dense,
+ * esa_append) on or off. Steps recorded by esa_cmd_attend are not profiled. Costs one
+ * timestamp write per stage. ESA_ERROR_DEVICE_UNSUPPORTED if the queue family has no
+ * timestamps (timestampValidBits 0). */
+ESA_API esa_status esa_context_set_profiling(esa_context *ctx, int enable);
+
+/* The profile accumulated since profiling was turned on or last reset; reset != 0 zeroes it
+ * after the copy. */
+ESA_API esa_status esa_context_get_profile(esa_context *ctx, esa_profile *profile, int reset);
+
+typedef struct esa_memory_usage {
+    uint64_t device_local_bytes;   /* memory the context holds in DEVICE_LOCAL types */
+    uint64_t host_visible_bytes;   /* memory it holds in HOST_VISIBLE types (on unified memory
+                                    * devices such as lavapipe a buffer counts in both) */
+    uint64_t allocations;          /* live vkAllocateMemory allocations */
+    uint64_t peak_device_local_bytes;
+} esa_memory_usage;
+
+/* Device memory held by the context and its caches now, and the peak since creation. */
+ESA_API esa_status esa_context_memory_usage(const esa_context *ctx, esa_memory_usage *usage);
+
+/* Measure the device's read bandwidth: a streaming read shader over a device buffer of `bytes`
+ * (rounded up to 16; at most maxMemoryAllocationSize), timed with timestamps, `repeats` times
+ * after one warm-up; *gbytes_per_s receives the median (1e9 bytes per second). Blocking; the
+ * buffer is freed before return. Needs timestamps, as esa_context_set_profiling. */
+ESA_API esa_status esa_context_probe_bandwidth(esa_context *ctx, uint64_t bytes, uint32_t repeats,
+                                               double *gbytes_per_s);
+
+/* ---------------------------------------------------------------------------------------- */
 /* Engine level: the caller's Vulkan objects and command buffers.                            */
 /* Declared when <vulkan/vulkan.h> (or volk.h) was included before esa.h.                    */
 #if defined(VK_VERSION_1_2)

@@ -420,6 +420,7 @@ void esa_context_destroy(esa_context *ctx)
         else if (ctx->queue)
             vk->vkQueueWaitIdle(ctx->queue);
         esa_pipelines_destroy(ctx);
+        esa_profile_destroy(ctx);
         if (ctx->fence)
             vk->vkDestroyFence(ctx->device, ctx->fence, NULL);
         if (ctx->pool)
@@ -495,6 +496,7 @@ esa_status esa_begin(esa_context *ctx, VkCommandBuffer *cb)
     if (r != VK_SUCCESS)
         return esa_vk_fail(ctx, r, "vkBeginCommandBuffer");
     *cb = ctx->cmd;
+    esa_profile_begin(ctx, ctx->cmd);
     return ESA_SUCCESS;
 }
 
@@ -522,7 +524,10 @@ esa_status esa_submit_wait(esa_context *ctx)
         return esa_vk_fail(ctx, r, "vkQueueSubmit");
     r = vk->vkWaitForFences(ctx->device, 1, &ctx->fence, VK_TRUE, UINT64_MAX);
     vk->vkResetFences(ctx->device, 1, &ctx->fence);
-    if (r != VK_SUCCESS)
+    if (r != VK_SUCCESS) {
+        ctx->stamping = 0;
         return esa_vk_fail(ctx, r, "vkWaitForFences");
+    }
+    esa_profile_collect(ctx);
     return ESA_SUCCESS;
 }

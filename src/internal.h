@@ -18,6 +18,8 @@ typedef struct esa_buffer {
     VkDeviceSize size;
     void *map;
     int coherent;
+    VkDeviceSize alloc_size;      /* the memory's size, for esa_context_memory_usage */
+    VkMemoryPropertyFlags flags;  /* of its memory type */
 } esa_buffer;
 
 enum esa_pipeline_id {
@@ -31,8 +33,11 @@ enum esa_pipeline_id {
     ESA_PIPE_TOPK_SCAN,
     ESA_PIPE_TOPK_WRITE,
     ESA_PIPE_MERGE,
+    ESA_PIPE_PROBE,
     ESA_PIPE_COUNT
 };
+
+#define ESA_TS_MAX 64u /* timestamps per command buffer */
 
 struct esa_context {
     esa_vk vk;
@@ -59,6 +64,17 @@ struct esa_context {
     uint32_t score_tile;          /* floats of queries score.comp holds: d' may not exceed it */
     int32_t last_vk;
     char last_error[512];
+    /* profile.c: timestamps of the simple API's submissions */
+    VkQueryPool ts_pool;
+    uint32_t ts_used;             /* queries written into the current command buffer */
+    int profiling;                /* esa_context_set_profiling */
+    int stamping;                 /* the current command buffer is the context's own, profiled */
+    int ts_overflow;
+    uint64_t ts_mask;             /* timestampValidBits of the queue family */
+    int8_t ts_stage[ESA_TS_MAX];  /* what ended at each query: an esa_stage, or -1 (start) */
+    esa_profile profile;
+    /* memory.c: what the context's buffers hold */
+    uint64_t mem_local, mem_host, mem_allocs, mem_peak_local;
     void *(*alloc)(void *, size_t);
     void *(*realloc_fn)(void *, void *, size_t);
     void (*free_fn)(void *, void *);
@@ -98,6 +114,13 @@ void esa_cmd_barrier(esa_context *ctx, VkCommandBuffer cb);
 /* device.c: run the context's one-shot command buffer: begin / submit and wait */
 esa_status esa_begin(esa_context *ctx, VkCommandBuffer *cb);
 esa_status esa_submit_wait(esa_context *ctx);
+/* profile.c: a timestamp at the end of `stage` (an esa_stage, or -1 for the start) when the
+ * context's own command buffer is being profiled; nothing otherwise. */
+void esa_cmd_stamp(esa_context *ctx, VkCommandBuffer cb, int stage);
+/* called by esa_begin and, after a successful wait, by esa_submit_wait */
+void esa_profile_begin(esa_context *ctx, VkCommandBuffer cb);
+void esa_profile_collect(esa_context *ctx);
+void esa_profile_destroy(esa_context *ctx);
 /* finish a context (shared by create and create_external) */
 esa_status esa_context_init_device_state(esa_context *ctx);
 

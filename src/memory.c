@@ -86,6 +86,16 @@ esa_status esa_buffer_create(esa_context *ctx, VkDeviceSize size, enum esa_mem_k
         return esa_vk_fail(ctx, r, "vkBindBufferMemory");
     }
     out->size = size;
+    out->alloc_size = req.size;
+    out->flags = mp->memoryTypes[t].propertyFlags;
+    if (out->flags & VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT) {
+        ctx->mem_local += req.size;
+        if (ctx->mem_local > ctx->mem_peak_local)
+            ctx->mem_peak_local = ctx->mem_local;
+    }
+    if (out->flags & hv)
+        ctx->mem_host += req.size;
+    ctx->mem_allocs++;
     out->coherent = (mp->memoryTypes[t].propertyFlags & VK_MEMORY_PROPERTY_HOST_COHERENT_BIT) != 0;
     if (mp->memoryTypes[t].propertyFlags & hv) {
         r = vk->vkMapMemory(ctx->device, out->memory, 0, VK_WHOLE_SIZE, 0, &out->map);
@@ -110,8 +120,16 @@ void esa_buffer_destroy(esa_context *ctx, esa_buffer *b)
         ctx->vk.vkUnmapMemory(ctx->device, b->memory);
     if (b->buffer)
         ctx->vk.vkDestroyBuffer(ctx->device, b->buffer, NULL);
-    if (b->memory)
+    if (b->memory) {
         ctx->vk.vkFreeMemory(ctx->device, b->memory, NULL);
+        if (b->alloc_size) { /* counted once bound (see esa_buffer_create) */
+            if (b->flags & VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT)
+                ctx->mem_local -= b->alloc_size;
+            if (b->flags & VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT)
+                ctx->mem_host -= b->alloc_size;
+            ctx->mem_allocs--;
+        }
+    }
     *b = (esa_buffer){0};
 }
 

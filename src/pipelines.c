@@ -22,6 +22,7 @@ static const shader_entry shaders[ESA_PIPE_COUNT] = {
     [ESA_PIPE_TOPK_SCAN] = {esa_shader_topk_scan_spv, &esa_shader_topk_scan_spv_size},
     [ESA_PIPE_TOPK_WRITE] = {esa_shader_topk_write_spv, &esa_shader_topk_write_spv_size},
     [ESA_PIPE_MERGE] = {esa_shader_merge_spv, &esa_shader_merge_spv_size},
+    [ESA_PIPE_PROBE] = {esa_shader_probe_read_spv, &esa_shader_probe_read_spv_size},
 };
 
 static esa_status make_module(esa_context *ctx, const uint32_t *code, size_t size,

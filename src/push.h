@@ -80,4 +80,11 @@ typedef struct esa_pc_merge { /* shaders/merge.comp */
 } esa_pc_merge;
 _Static_assert(sizeof(esa_pc_merge) == 40, "merge push constants");
 
+typedef struct esa_pc_probe { /* shaders/probe_read.comp */
+    uint64_t src;               /* uvec4 [count] */
+    uint64_t sink;              /* uint [workgroups] */
+    uint32_t count, pad;
+} esa_pc_probe;
+_Static_assert(sizeof(esa_pc_probe) == 24, "probe push constants");
+
 #endif

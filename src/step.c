@@ -88,13 +88,17 @@ static void record_select(esa_cache *c, VkCommandBuffer cb, esa_layer *L, uint32
     ctx->vk.vkCmdFillBuffer(cb, c->topk.buffer, 0, VK_WHOLE_SIZE, 0);
     ctx->vk.vkCmdFillBuffer(cb, c->rowmax.buffer, 0, VK_WHOLE_SIZE, 0);
     esa_cmd_barrier(ctx, cb);
+    esa_cmd_stamp(ctx, cb, ESA_STAGE_COMPRESS);
     esa_pc_score sc = {
         .qc = c->qc.address, .kc = exact ? L->k.address : L->kc.address,
         .rowmax = c->rowmax.address, .f = c->f.address, .n = n, .dc = c->dc, .m0 = nI, .lm = lm,
     };
     esa_record_scores(c, cb, &sc);
+    esa_cmd_stamp(ctx, cb, ESA_STAGE_SCORE);
     esa_record_proximity(c, cb, lm, c->radius);
+    esa_cmd_stamp(ctx, cb, ESA_STAGE_PROXIMITY);
     esa_record_topk(c, cb, lm, d->top_k, nI, L->sel.address);
+    esa_cmd_stamp(ctx, cb, ESA_STAGE_TOPK);
 }
 
 /* Split the parts' keys over workgroups so the device has enough of them (flash-decoding),
@@ -153,6 +157,7 @@ uint32_t esa_record_attention(esa_cache *c, VkCommandBuffer cb, esa_layer *L, ui
         slot += splits;
     }
     esa_cmd_barrier(ctx, cb);
+    esa_cmd_stamp(ctx, cb, ESA_STAGE_ATTENTION);
     esa_pc_merge pm = {
         .part_o = c->part_o.address, .part_ml = c->part_ml.address, .out = out,
         .rows = n * d->n_heads, .d = d->head_dim, .n_slots = slot,
@@ -160,6 +165,7 @@ uint32_t esa_record_attention(esa_cache *c, VkCommandBuffer cb, esa_layer *L, ui
     /* merge.comp strides over the grid: stay within maxComputeWorkGroupCount[0] >= 65535 */
     dispatch(c, cb, ESA_PIPE_MERGE, &pm, sizeof pm,
              esa_min_u32(esa_div_up(n * d->n_heads * d->head_dim, ctx->wg_size), 65535u), 1);
+    esa_cmd_stamp(ctx, cb, ESA_STAGE_MERGE);
     return slot;
 }
 
@@ -186,6 +192,7 @@ void esa_record_chunk(esa_cache *c, VkCommandBuffer cb, uint32_t layer, uint32_t
         .in_f16 = (uint32_t)io->in_f16,
     };
     dispatch(c, cb, ESA_PIPE_APPEND, &pa, sizeof pa, esa_div_up(esa_max_u32(hd, gd) / 2, ctx->wg_size), n);
+    esa_cmd_stamp(ctx, cb, ESA_STAGE_APPEND);
     if (d->score_mode == ESA_SCORES_COMPRESSED) {
         esa_pc_compress ck = {
             .x = L->k.address + (VkDeviceAddress)P * gd * 2, .mt = L->bt.address,
@@ -194,6 +201,7 @@ void esa_record_chunk(esa_cache *c, VkCommandBuffer cb, uint32_t layer, uint32_t
         };
         esa_record_compress(c, cb, &ck);
         esa_cmd_barrier(ctx, cb);
+        esa_cmd_stamp(ctx, cb, ESA_STAGE_COMPRESS);
     }
     if (append_only) {
         L->len = P + n;

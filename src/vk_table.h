@@ -58,6 +58,11 @@
     X(vkCmdDispatch)                                                                           \
     X(vkCmdPipelineBarrier)                                                                    \
     X(vkCmdFillBuffer)                                                                         \
+    X(vkCreateQueryPool)                                                                       \
+    X(vkDestroyQueryPool)                                                                      \
+    X(vkCmdResetQueryPool)                                                                     \
+    X(vkCmdWriteTimestamp)                                                                     \
+    X(vkGetQueryPoolResults)                                                                   \
     X(vkCmdCopyBuffer)
 
 typedef struct esa_vk {

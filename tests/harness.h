@@ -92,7 +92,7 @@ static void fill_normal(float *x, size_t n, float scale)
 }
 
 /* max |a - b| / max(max |b|, tiny), and the first index whose error exceeds tol (or -1). */
-static double norm_error(const float *a, const float *b, size_t n, double tol, long *first_bad)
+static inline double norm_error(const float *a, const float *b, size_t n, double tol, long *first_bad)
 {
     double mx = 1e-30, err = 0.0;
     for (size_t i = 0; i < n; i++)
