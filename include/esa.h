@@ -235,6 +235,12 @@ ESA_API esa_status esa_cache_length(const esa_cache *cache, uint32_t layer, uint
 /* Drop every token of every layer (the matrices stay). */
 ESA_API esa_status esa_cache_clear(esa_cache *cache);
 
+/* Drop a layer's tokens from position len on (len <= its length): for a rejected draft, a
+ * regenerated answer, or a benchmark that measures the same step again. The tokens kept are
+ * unchanged; the last selection is forgotten. Not while a step of this layer recorded by
+ * esa_cmd_attend is pending. */
+ESA_API esa_status esa_cache_truncate(esa_cache *cache, uint32_t layer, uint32_t len);
+
 typedef enum esa_dtype {
     ESA_F32 = 0,
     ESA_F16 = 1 /* IEEE half, as uint16_t */

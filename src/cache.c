@@ -413,3 +413,22 @@ esa_status esa_cache_clear(esa_cache *c)
     }
     return ESA_SUCCESS;
 }
+
+esa_status esa_cache_truncate(esa_cache *c, uint32_t layer, uint32_t len)
+{
+    if (!c)
+        return ESA_ERROR_INVALID_ARGUMENT;
+    if (layer >= c->d.n_layers)
+        return esa_fail(c->ctx, ESA_ERROR_INVALID_ARGUMENT, "layer %u out of range (n_layers %u)", layer,
+                        c->d.n_layers);
+    esa_layer *L = &c->layers[layer];
+    if (len > L->len)
+        return esa_fail(c->ctx, ESA_ERROR_INVALID_ARGUMENT, "layer %u holds %u tokens: cannot truncate to %u",
+                        layer, L->len, len);
+    /* the tokens kept, and their compressed keys, are untouched; the selection was made over
+     * tokens that may be gone */
+    L->len = len;
+    L->n_selected = 0;
+    L->sel_first = 0;
+    return ESA_SUCCESS;
+}

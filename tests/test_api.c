@@ -209,6 +209,19 @@ int main(void)
     esa_cache_length(cache, 1, &len);
     EXPECT(len == 30, "length %u after a refused step", len);
     EXPECT_STATUS(esa_attend(cache, 1, 10, ESA_F32, q, k, v, o, NULL), ESA_SUCCESS);
+    /* truncate: a step taken again after dropping it gives the same output, bit for bit */
+    EXPECT_STATUS(esa_cache_truncate(NULL, 1, 0), ESA_ERROR_INVALID_ARGUMENT);
+    EXPECT_STATUS(esa_cache_truncate(cache, 2, 0), ESA_ERROR_INVALID_ARGUMENT);
+    EXPECT_STATUS(esa_cache_truncate(cache, 1, 41), ESA_ERROR_INVALID_ARGUMENT);
+    EXPECT_STATUS(esa_cache_truncate(cache, 1, 30), ESA_SUCCESS);
+    esa_cache_length(cache, 1, &len);
+    EXPECT(len == 30, "length %u after truncating to 30", len);
+    EXPECT_STATUS(esa_attend(cache, 1, 1, ESA_F32, q, k, v, o, NULL), ESA_SUCCESS);
+    EXPECT_STATUS(esa_cache_truncate(cache, 1, 30), ESA_SUCCESS);
+    EXPECT_STATUS(esa_cache_last_selection(cache, 1, pos, 4, &count), ESA_SUCCESS);
+    EXPECT(count == 0, "a truncated layer reports a selection of %u", count);
+    EXPECT_STATUS(esa_attend(cache, 1, 1, ESA_F32, q, k, v, o2, NULL), ESA_SUCCESS);
+    EXPECT(memcmp(o, o2, HD * sizeof(float)) == 0, "the same step after truncate differs");
     EXPECT_STATUS(esa_cache_clear(cache), ESA_SUCCESS);
     esa_cache_length(cache, 1, &len);
     EXPECT(len == 0, "length %u after clear", len);
