@@ -429,10 +429,11 @@ static void check_scores_huge(esa_cache *c, uint32_t n, uint32_t lm, uint32_t m0
 
 static void test_scores(esa_context *ctx)
 {
-    static const uint32_t dcs[] = {8, 32, 128};
+    /* dc not a multiple of 8 reads 2 halves at a time; n = 40 at dc 128 spans two query tiles */
+    static const uint32_t dcs[] = {6, 8, 10, 32, 128};
     static const uint32_t ns[] = {1, 5, 40};
     static const uint32_t lms[] = {1, 9, 1000};
-    for (size_t di = 0; di < 3; di++) {
+    for (size_t di = 0; di < 5; di++) {
         esa_cache_desc desc = {.n_layers = 1, .n_heads = 8, .n_kv_heads = 1, .head_dim = 16,
                                .compress_dim = dcs[di], .chunk = 64, .max_tokens = 1100};
         esa_cache *c = make_cache(ctx, &desc);
@@ -452,6 +453,14 @@ static void test_scores(esa_context *ctx)
     esa_cache *c = make_cache(ctx, &desc);
     check_scores(c, 32, 1, 1000, 11, 1.0f, 1.0f);
     check_scores(c, 32, 13, 1000, 11, 1.0f, 1.0f);
+    esa_cache_destroy(c);
+    /* dc = 1024: fewer queries fit a tile than a register block holds */
+    desc.n_kv_heads = 8;
+    desc.head_dim = 128;
+    desc.n_heads = 8;
+    c = make_cache(ctx, &desc);
+    check_scores(c, 1024, 1, 300, 5, 1.0f, 1.0f);
+    check_scores(c, 1024, 13, 300, 5, 1.0f, 1.0f);
     esa_cache_destroy(c);
 }
 
