@@ -1,0 +1,242 @@
+/* gguf_build.h - writes small GGUF files in memory for the tests and the fuzz seed, including
+ * deliberately broken ones: nothing here checks what it writes. */
+#ifndef ESA_GGUF_BUILD_H
+#define ESA_GGUF_BUILD_H
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct gb {
+    uint8_t *p;
+    size_t n, cap;
+    int oom;
+} gb;
+
+static inline void gb_bytes(gb *g, const void *src, size_t n)
+{
+    if (g->oom)
+        return;
+    if (g->n + n > g->cap) {
+        size_t cap = g->cap ? g->cap * 2 : 256;
+        while (cap < g->n + n)
+            cap *= 2;
+        uint8_t *p = realloc(g->p, cap);
+        if (!p) {
+            g->oom = 1;
+            return;
+        }
+        g->p = p;
+        g->cap = cap;
+    }
+    if (n)
+        memcpy(g->p + g->n, src, n);
+    g->n += n;
+}
+static inline void gb_le(gb *g, uint64_t v, int n)
+{
+    uint8_t b[8];
+    for (int i = 0; i < n; i++)
+        b[i] = (uint8_t)(v >> (8 * i));
+    gb_bytes(g, b, (size_t)n);
+}
+static inline void gb_u8(gb *g, uint8_t v) { gb_le(g, v, 1); }
+static inline void gb_u16(gb *g, uint16_t v) { gb_le(g, v, 2); }
+static inline void gb_u32(gb *g, uint32_t v) { gb_le(g, v, 4); }
+static inline void gb_u64(gb *g, uint64_t v) { gb_le(g, v, 8); }
+static inline void gb_f32(gb *g, float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    gb_u32(g, u);
+}
+static inline void gb_f64(gb *g, double f)
+{
+    uint64_t u;
+    memcpy(&u, &f, 8);
+    gb_u64(g, u);
+}
+static inline void gb_strn(gb *g, const char *s, size_t n)
+{
+    gb_u64(g, n);
+    gb_bytes(g, s, n);
+}
+static inline void gb_str(gb *g, const char *s) { gb_strn(g, s, strlen(s)); }
+static inline void gb_header(gb *g, uint32_t version, uint64_t n_tensors, uint64_t n_kv)
+{
+    gb_bytes(g, "GGUF", 4);
+    gb_u32(g, version);
+    gb_u64(g, n_tensors);
+    gb_u64(g, n_kv);
+}
+/* key + type; the caller writes the value */
+static inline void gb_key(gb *g, const char *key, uint32_t type)
+{
+    gb_str(g, key);
+    gb_u32(g, type);
+}
+static inline void gb_kv_u32(gb *g, const char *key, uint32_t v)
+{
+    gb_key(g, key, 4);
+    gb_u32(g, v);
+}
+static inline void gb_kv_f32(gb *g, const char *key, float v)
+{
+    gb_key(g, key, 6);
+    gb_f32(g, v);
+}
+static inline void gb_kv_bool(gb *g, const char *key, int v)
+{
+    gb_key(g, key, 7);
+    gb_u8(g, (uint8_t)v);
+}
+static inline void gb_kv_str(gb *g, const char *key, const char *v)
+{
+    gb_key(g, key, 8);
+    gb_str(g, v);
+}
+static inline void gb_kv_arr_str(gb *g, const char *key, size_t n, const char *const *v)
+{
+    gb_key(g, key, 9);
+    gb_u32(g, 8);
+    gb_u64(g, n);
+    for (size_t i = 0; i < n; i++)
+        gb_str(g, v[i]);
+}
+static inline void gb_kv_arr_i32(gb *g, const char *key, size_t n, const int32_t *v)
+{
+    gb_key(g, key, 9);
+    gb_u32(g, 5);
+    gb_u64(g, n);
+    for (size_t i = 0; i < n; i++)
+        gb_u32(g, (uint32_t)v[i]);
+}
+static inline void gb_tensor_info(gb *g, const char *name, uint32_t n_dims, const uint64_t *ne, uint32_t type,
+                                  uint64_t offset)
+{
+    gb_str(g, name);
+    gb_u32(g, n_dims);
+    for (uint32_t d = 0; d < n_dims; d++)
+        gb_u64(g, ne[d]);
+    gb_u32(g, type);
+    gb_u64(g, offset);
+}
+static inline void gb_pad(gb *g, size_t align)
+{
+    while (g->n % align)
+        gb_u8(g, 0);
+}
+
+/* ---- the sample: every value type, nested arrays, one tensor of each type ----------------- */
+
+#define SAMPLE_ALIGN 64
+#define SAMPLE_QH 0xA5A5F00Fu
+enum { SAMPLE_N_TENSORS = 9, SAMPLE_N_KV = 20 };
+typedef struct sample_tensor {
+    const char *name;
+    uint32_t type, n_dims;
+    uint64_t ne[2];
+    uint64_t bytes;
+} sample_tensor;
+static const sample_tensor k_sample_tensors[SAMPLE_N_TENSORS] = {
+    {"t.f32", 0, 2, {8, 2}, 64},  {"t.f16", 1, 1, {4, 1}, 8},    {"t.bf16", 30, 1, {2, 1}, 4},
+    {"t.q4_0", 2, 2, {32, 2}, 36}, {"t.q4_1", 3, 1, {64, 1}, 40}, {"t.q5_0", 6, 1, {32, 1}, 22},
+    {"t.q5_1", 7, 1, {32, 1}, 24}, {"t.q8_0", 8, 1, {32, 1}, 34}, {"t.q6_k", 14, 1, {256, 1}, 210},
+};
+
+/* IEEE half of a few exact values */
+static inline uint16_t gb_half(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if (!(u & 0x7fffffffu))
+        return (uint16_t)(u >> 16);
+    return (uint16_t)(((u >> 16) & 0x8000) | ((((u >> 23) & 0xff) - 112) << 10) | ((u >> 13) & 0x3ff));
+}
+
+/* The tensor data of the sample, in file order; bytes as the quant formats define them. */
+static inline void gb_sample_data(gb *g, int which)
+{
+    switch (which) {
+    case 0:
+        for (int i = 0; i < 16; i++)
+            gb_f32(g, (float)i * 0.5f - 3.0f);
+        break;
+    case 1:
+        gb_u16(g, gb_half(1.0f)); gb_u16(g, gb_half(-2.0f)); gb_u16(g, gb_half(0.5f)); gb_u16(g, 0x7bff);
+        break;
+    case 2:
+        gb_u16(g, 0x3fc0); gb_u16(g, 0xc040); /* 1.5, -3 */
+        break;
+    case 3: case 4:
+        for (int b = 0; b < 2; b++) {
+            gb_u16(g, gb_half((which == 3 ? 0.5f : 0.25f) * (float)(b + 1)));
+            if (which == 4)
+                gb_u16(g, gb_half(-1.5f));
+            for (int j = 0; j < 16; j++)
+                gb_u8(g, (uint8_t)(j | ((15 - j) << 4)));
+        }
+        break;
+    case 5: case 6:
+        gb_u16(g, gb_half(which == 5 ? 0.125f : 0.25f));
+        if (which == 6)
+            gb_u16(g, gb_half(0.5f));
+        gb_u32(g, SAMPLE_QH);
+        for (int j = 0; j < 16; j++)
+            gb_u8(g, (uint8_t)(j | ((15 - j) << 4)));
+        break;
+    case 7:
+        gb_u16(g, gb_half(0.0625f));
+        for (int j = 0; j < 32; j++)
+            gb_u8(g, (uint8_t)(j * 8 - 128));
+        break;
+    default:
+        for (int j = 0; j < 210; j++)
+            gb_u8(g, (uint8_t)j);
+        break;
+    }
+}
+
+static inline void gb_sample(gb *g)
+{
+    gb_header(g, 3, SAMPLE_N_TENSORS, SAMPLE_N_KV);
+    gb_kv_str(g, "general.architecture", "llama");
+    gb_kv_u32(g, "general.alignment", SAMPLE_ALIGN);
+    gb_key(g, "t.u8", 0); gb_u8(g, 200);
+    gb_key(g, "t.i8", 1); gb_u8(g, (uint8_t)-5);
+    gb_key(g, "t.u16", 2); gb_u16(g, 60000);
+    gb_key(g, "t.i16", 3); gb_u16(g, (uint16_t)-30000);
+    gb_kv_u32(g, "t.u32", 4000000000u);
+    gb_key(g, "t.i32", 5); gb_u32(g, (uint32_t)-2000000000);
+    gb_kv_f32(g, "t.f32", 1.5f);
+    gb_kv_bool(g, "t.bool", 1);
+    gb_key(g, "t.u64", 10); gb_u64(g, 1ull << 40);
+    gb_key(g, "t.i64", 11); gb_u64(g, (uint64_t)-(1ll << 40));
+    gb_key(g, "t.f64", 12); gb_f64(g, -2.25);
+    static const char *const strs[3] = {"a", "", "h\xc3\xa9llo"};
+    gb_kv_arr_str(g, "t.arr_str", 3, strs);
+    static const int32_t ints[3] = {1, -2, 3};
+    gb_kv_arr_i32(g, "t.arr_i32", 3, ints);
+    gb_key(g, "t.arr_bool", 9); gb_u32(g, 7); gb_u64(g, 2); gb_u8(g, 1); gb_u8(g, 0);
+    gb_key(g, "t.arr_f32", 9); gb_u32(g, 6); gb_u64(g, 2); gb_f32(g, 0.5f); gb_f32(g, -1.0f);
+    /* [[1, 2] (u16), ["x"], [] (u8)] */
+    gb_key(g, "t.nested", 9); gb_u32(g, 9); gb_u64(g, 3);
+    gb_u32(g, 2); gb_u64(g, 2); gb_u16(g, 1); gb_u16(g, 2);
+    gb_u32(g, 8); gb_u64(g, 1); gb_str(g, "x");
+    gb_u32(g, 0); gb_u64(g, 0);
+    gb_key(g, "t.empty", 9); gb_u32(g, 10); gb_u64(g, 0);
+    gb_kv_str(g, "t.str", "hello, gguf");
+    for (int i = 0; i < SAMPLE_N_TENSORS; i++)
+        gb_tensor_info(g, k_sample_tensors[i].name, k_sample_tensors[i].n_dims, k_sample_tensors[i].ne,
+                       k_sample_tensors[i].type, (uint64_t)i * SAMPLE_ALIGN);
+    gb_pad(g, SAMPLE_ALIGN);
+    for (int i = 0; i < SAMPLE_N_TENSORS; i++) {
+        size_t start = g->n;
+        gb_sample_data(g, i);
+        if (i + 1 < SAMPLE_N_TENSORS)
+            while (g->n - start < SAMPLE_ALIGN)
+                gb_u8(g, 0xee);
+    }
+}
+
+#endif

@@ -1,0 +1,110 @@
+/* test_fuzz_gguf.c - runs the fuzz entry (fuzz_gguf.c) on thousands of deterministic mutations
+ * of a small valid GGUF written here: every truncation, a bit flip at every byte, interesting
+ * integers (huge counts and lengths, out-of-range types) over every aligned word, and seeded
+ * random multi-byte damage. Meant for the ASan/UBSan build, where a bad read stops the test. */
+#include "gguf.h"
+#include "gguf_build.h"
+#include "runner_harness.h"
+
+#include <stdint.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static uint64_t g_state = 0x243f6a8885a308d3ull;
+static uint64_t rnd(void)
+{
+    uint64_t z = (g_state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static long g_runs, g_accepted;
+
+/* Runs the entry on an exactly sized heap copy, so any read past the end is caught. */
+static void run(const uint8_t *p, size_t n)
+{
+    uint8_t *copy = malloc(n ? n : 1);
+    if (!copy)
+        return;
+    memcpy(copy, p, n);
+    LLVMFuzzerTestOneInput(copy, n);
+    esar_gguf *g = NULL;
+    esar_err err;
+    if (esar_gguf_open_memory(copy, n, &g, &err) == ESAR_OK)
+        g_accepted++;
+    esar_gguf_close(g);
+    free(copy);
+    g_runs++;
+}
+
+int main(void)
+{
+    gb s = {0};
+    gb_sample(&s);
+    uint8_t *m = malloc(s.n * 2 + 64);
+    if (!m || s.oom)
+        return 1;
+
+    for (size_t n = 0; n <= s.n; n++)
+        run(s.p, n);
+    for (size_t i = 0; i < s.n; i++) {
+        memcpy(m, s.p, s.n);
+        m[i] ^= (uint8_t)(1u << (rnd() & 7));
+        run(m, s.n);
+    }
+    static const uint64_t words[] = {0, 1, 2, 7, 8, 9, 12, 13, 14, 31, 32, 33, 64, 255, 0x7fffffffu,
+                                     0x80000000u, 0xffffffffu, 1ull << 32, 1ull << 40, 1ull << 61,
+                                     1ull << 62, 0x7fffffffffffffffull, 0x8000000000000000ull,
+                                     0xffffffffffffffffull};
+    size_t nw = sizeof words / sizeof words[0];
+    for (size_t i = 0; i + 8 <= s.n; i += 4) {
+        for (size_t w = 0; w < nw; w += 1 + (i % 3)) {
+            memcpy(m, s.p, s.n);
+            int width = (w & 1) ? 8 : 4;
+            for (int b = 0; b < width; b++)
+                m[i + (size_t)b] = (uint8_t)(words[w] >> (8 * b));
+            run(m, s.n);
+        }
+    }
+    for (int it = 0; it < 3000; it++) {
+        size_t n = s.n;
+        memcpy(m, s.p, n);
+        int k = 1 + (int)(rnd() % 4);
+        for (int j = 0; j < k; j++) {
+            size_t at = (size_t)(rnd() % n);
+            switch (rnd() % 5) {
+            case 0: m[at] = (uint8_t)rnd(); break;
+            case 1: m[at] ^= 0x80; break;
+            case 2: /* delete a byte */
+                memmove(m + at, m + at + 1, n - at - 1);
+                n--;
+                break;
+            case 3: /* duplicate a run of bytes */
+                if (n + 16 <= s.n * 2 + 64) {
+                    size_t len = 1 + (size_t)(rnd() % 16);
+                    if (at + len > n)
+                        len = n - at;
+                    memmove(m + at + len, m + at, n - at);
+                    n += len;
+                }
+                break;
+            default: /* an interesting word */
+                if (at + 8 <= n) {
+                    uint64_t w = words[rnd() % nw];
+                    for (int b = 0; b < 8; b++)
+                        m[at + (size_t)b] = (uint8_t)(w >> (8 * b));
+                }
+                break;
+            }
+            if (n == 0)
+                break;
+        }
+        run(m, n);
+    }
+    EXPECT(g_accepted > 0, "no mutation was accepted: the seed itself must be");
+    fprintf(stderr, "fuzz driver: %ld inputs run, %ld accepted, seed %zu bytes\n", g_runs, g_accepted, s.n);
+    free(m);
+    free(s.p);
+    return runner_finish("test_fuzz_gguf");
+}
