@@ -1,7 +1,10 @@
 /* fuzz_gguf.c - the fuzz entry for the GGUF reader: open any bytes, and when they pass, read
- * every value, array element, tensor and row through the public API. Built for libFuzzer with
+ * every value, array element, tensor and row through the public API, then build the tokenizer
+ * and chat template from it when they are there and use them. Built for libFuzzer with
  * ESA_FUZZ=ON under clang, and driven on deterministic mutations by test_fuzz_gguf.c. */
+#include "chat.h"
 #include "gguf.h"
+#include "tokenizer.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -83,6 +86,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
     free(row);
+
+    esar_tokenizer *t = NULL;
+    if (esar_tokenizer_create(g, &t, &err) == ESAR_OK) {
+        static const char text[] = "Hello <|im_start|>wor\xC3\xA9ld 123  \n\xFF'll <user>\xE2\x82";
+        int32_t toks[256];
+        char back[512];
+        size_t n = 0, m = 0;
+        for (uint32_t f = 0; f < 8; f++)
+            if (esar_tokenize(t, text, sizeof text - 1, f, toks, 256, &n, &err) == ESAR_OK)
+                (void)esar_detokenize(t, toks, n, f & 1, back, sizeof back, &m, &err);
+        for (int32_t id = -1; id <= (int32_t)esar_tokenizer_n_vocab(t) && id < 4096; id++) {
+            const char *p;
+            size_t l;
+            if (esar_token_piece(t, id, 1, &p, &l, &err) == ESAR_OK && l)
+                sink += (unsigned char)p[l - 1];
+        }
+        esar_chat *c = NULL;
+        if (esar_chat_create_from_gguf(g, &c, &err) == ESAR_OK) {
+            esar_chat_msg msgs[2] = {{"user", "hi <|im_end|>"}, {"assistant", "yo"}};
+            (void)esar_chat_tokenize(c, t, msgs, 2, 1, toks, 256, &n, &err);
+            (void)esar_chat_format(c, msgs, 2, 1, back, sizeof back, &m, &err);
+        }
+        esar_chat_destroy(c);
+    }
+    esar_tokenizer_destroy(t);
     esar_gguf_close(g);
     (void)sink;
     return 0;

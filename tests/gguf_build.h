@@ -239,4 +239,76 @@ static inline void gb_sample(gb *g)
     }
 }
 
+/* GPT-2's byte-to-unicode code point of b, as UTF-8 (written out here, independently of the
+ * runner's table). */
+static inline int gb_byte_char(uint8_t b, char out[2])
+{
+    int printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE;
+    uint32_t cp = b;
+    if (!printable) {
+        cp = 256;
+        for (uint32_t x = 0; x < b; x++)
+            cp += !((x >= '!' && x <= '~') || (x >= 0xA1 && x <= 0xAC) || x >= 0xAE);
+    }
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    out[0] = (char)(0xC0 | (cp >> 6));
+    out[1] = (char)(0x80 | (cp & 0x3F));
+    return 2;
+}
+
+/* ---- a tokenizer: 4 special tokens, the 256 byte tokens, 7 merged ones, a chat template ---- */
+
+enum { V_EOT, V_START, V_END, V_USER, V_BYTE0 }; /* ids; bytes follow at V_BYTE0 + b */
+#define N_BYTES 256
+static const char *const k_extra[] = {"ll", "he", "hell", "hello", "\xC4\xA0h", "aa", "12"};
+enum { V_LL = V_BYTE0 + N_BYTES, V_HE, V_HELL, V_HELLO, V_GH, V_AA, V_12, V_COUNT };
+
+typedef struct gb_tok_opts {
+    const char *model, *pre;
+    int bad_merge, bos, drop_byte, drop_fffd, short_types, bad_type;
+} gb_tok_opts;
+
+static inline void gb_tokenizer_sample(gb *g, const gb_tok_opts *o)
+{
+    const char *merges[] = {"l l", "h e", "he ll", "hell o", "\xC4\xA0 h", "a a", "x y", "1 2",
+                            o->bad_merge ? "nospace" : "q q"};
+    size_t n_merges = sizeof merges / sizeof merges[0];
+    gb_header(g, 3, 0, 8);
+    gb_kv_str(g, "tokenizer.ggml.model", o->model ? o->model : "gpt2");
+    gb_kv_str(g, "tokenizer.ggml.pre", o->pre ? o->pre : "smollm");
+    gb_key(g, "tokenizer.ggml.tokens", 9);
+    gb_u32(g, 8);
+    gb_u64(g, V_COUNT);
+    gb_str(g, "<|endoftext|>");
+    gb_str(g, "<|im_start|>");
+    gb_str(g, "<|im_end|>");
+    gb_str(g, "<user>");
+    for (int b = 0; b < N_BYTES; b++) {
+        char e[4];
+        int n = gb_byte_char((uint8_t)b, e);
+        if ((o->drop_byte && b == 'z') || (o->drop_fffd && b == 0xBF))
+            gb_str(g, "zz-missing");
+        else
+            gb_strn(g, e, (size_t)n);
+    }
+    for (size_t i = 0; i < sizeof k_extra / sizeof k_extra[0]; i++)
+        gb_str(g, k_extra[i]);
+    gb_key(g, "tokenizer.ggml.token_type", 9);
+    gb_u32(g, 5);
+    gb_u64(g, o->short_types ? V_COUNT - 1 : V_COUNT);
+    for (int i = 0; i < V_COUNT - (o->short_types ? 1 : 0); i++)
+        gb_u32(g, i <= V_END ? 3 : i == V_USER ? 4 : (o->bad_type && i == V_HE) ? 9 : 1);
+    gb_kv_arr_str(g, "tokenizer.ggml.merges", n_merges, merges);
+    gb_kv_u32(g, "tokenizer.ggml.bos_token_id", o->bos ? (uint32_t)o->bos : V_START);
+    gb_kv_u32(g, "tokenizer.ggml.eos_token_id", V_END);
+    gb_kv_str(g, "tokenizer.chat_template",
+              "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+              "'<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}"
+              "{% endif %}");
+}
+
+
 #endif

@@ -1,7 +1,9 @@
 /* test_fuzz_gguf.c - runs the fuzz entry (fuzz_gguf.c) on thousands of deterministic mutations
- * of a small valid GGUF written here: every truncation, a bit flip at every byte, interesting
+ * of two small valid GGUFs written here (gguf_build.h: the value/tensor sample, and the tokenizer
+ * sample with its chat template): every truncation, a bit flip at every byte, interesting
  * integers (huge counts and lengths, out-of-range types) over every aligned word, and seeded
- * random multi-byte damage. Meant for the ASan/UBSan build, where a bad read stops the test. */
+ * random multi-byte damage. Meant for the ASan/UBSan build, where a bad read stops the test.
+ * `test_fuzz_gguf --write-seeds DIR` writes the seeds, for a libFuzzer corpus. */
 #include "gguf.h"
 #include "gguf_build.h"
 #include "runner_harness.h"
@@ -38,38 +40,36 @@ static void run(const uint8_t *p, size_t n)
     g_runs++;
 }
 
-int main(void)
+/* Every mutation family over one seed. */
+static void mutate_all(const gb *s)
 {
-    gb s = {0};
-    gb_sample(&s);
-    uint8_t *m = malloc(s.n * 2 + 64);
-    if (!m || s.oom)
-        return 1;
-
-    for (size_t n = 0; n <= s.n; n++)
-        run(s.p, n);
-    for (size_t i = 0; i < s.n; i++) {
-        memcpy(m, s.p, s.n);
+    uint8_t *m = malloc(s->n * 2 + 64);
+    if (!m)
+        return;
+    for (size_t n = 0; n <= s->n; n++)
+        run(s->p, n);
+    for (size_t i = 0; i < s->n; i++) {
+        memcpy(m, s->p, s->n);
         m[i] ^= (uint8_t)(1u << (rnd() & 7));
-        run(m, s.n);
+        run(m, s->n);
     }
     static const uint64_t words[] = {0, 1, 2, 7, 8, 9, 12, 13, 14, 31, 32, 33, 64, 255, 0x7fffffffu,
                                      0x80000000u, 0xffffffffu, 1ull << 32, 1ull << 40, 1ull << 61,
                                      1ull << 62, 0x7fffffffffffffffull, 0x8000000000000000ull,
                                      0xffffffffffffffffull};
     size_t nw = sizeof words / sizeof words[0];
-    for (size_t i = 0; i + 8 <= s.n; i += 4) {
+    for (size_t i = 0; i + 8 <= s->n; i += 4) {
         for (size_t w = 0; w < nw; w += 1 + (i % 3)) {
-            memcpy(m, s.p, s.n);
+            memcpy(m, s->p, s->n);
             int width = (w & 1) ? 8 : 4;
             for (int b = 0; b < width; b++)
                 m[i + (size_t)b] = (uint8_t)(words[w] >> (8 * b));
-            run(m, s.n);
+            run(m, s->n);
         }
     }
     for (int it = 0; it < 3000; it++) {
-        size_t n = s.n;
-        memcpy(m, s.p, n);
+        size_t n = s->n;
+        memcpy(m, s->p, n);
         int k = 1 + (int)(rnd() % 4);
         for (int j = 0; j < k; j++) {
             size_t at = (size_t)(rnd() % n);
@@ -81,7 +81,7 @@ int main(void)
                 n--;
                 break;
             case 3: /* duplicate a run of bytes */
-                if (n + 16 <= s.n * 2 + 64) {
+                if (n + 16 <= s->n * 2 + 64) {
                     size_t len = 1 + (size_t)(rnd() % 16);
                     if (at + len > n)
                         len = n - at;
@@ -102,9 +102,36 @@ int main(void)
         }
         run(m, n);
     }
-    EXPECT(g_accepted > 0, "no mutation was accepted: the seed itself must be");
-    fprintf(stderr, "fuzz driver: %ld inputs run, %ld accepted, seed %zu bytes\n", g_runs, g_accepted, s.n);
     free(m);
-    free(s.p);
+}
+
+int main(int argc, char **argv)
+{
+    gb seeds[2] = {{0}, {0}};
+    gb_sample(&seeds[0]);
+    gb_tok_opts o = {0};
+    gb_tokenizer_sample(&seeds[1], &o);
+    if (seeds[0].oom || seeds[1].oom)
+        return 1;
+    if (argc == 3 && !strcmp(argv[1], "--write-seeds")) { /* a corpus for the libFuzzer binary */
+        int ok = 1;
+        for (int i = 0; i < 2; i++) {
+            char path[4096];
+            snprintf(path, sizeof path, "%s/seed%d.gguf", argv[2], i);
+            FILE *f = fopen(path, "wb");
+            ok &= f && fwrite(seeds[i].p, 1, seeds[i].n, f) == seeds[i].n;
+            if (f)
+                ok &= fclose(f) == 0;
+        }
+        return ok ? 0 : 1;
+    }
+    for (int i = 0; i < 2; i++) {
+        long before = g_accepted;
+        mutate_all(&seeds[i]);
+        EXPECT(g_accepted > before, "seed %d: no mutation was accepted: the seed itself must be", i);
+        fprintf(stderr, "seed %d (%zu bytes): %ld inputs run so far, %ld accepted\n", i, seeds[i].n, g_runs,
+                g_accepted);
+        free(seeds[i].p);
+    }
     return runner_finish("test_fuzz_gguf");
 }
