@@ -31,7 +31,8 @@ static const char k_chatml[] =
 
 /* Normalizes a Jinja template: text outside tags kept as is; inside {{ }} and {% %} white space
  * dropped and string literals replaced by LIT + their unescaped content + LIT. out holds at
- * least len + 1 bytes (a literal's two quotes become two LIT bytes, escapes only shrink). */
+ * least len + 1 bytes (a literal's two quotes become two LIT bytes, escapes only shrink).
+ * Returns SIZE_MAX for a literal that never ends: no template this file knows. */
 static size_t normalize(const char *s, size_t len, char *out)
 {
     size_t o = 0;
@@ -67,6 +68,8 @@ static size_t normalize(const char *s, size_t len, char *out)
                 }
                 out[o++] = d;
             }
+            if (i >= len)
+                return SIZE_MAX;
             out[o++] = LIT[0];
             continue;
         }
@@ -76,22 +79,25 @@ static size_t normalize(const char *s, size_t len, char *out)
     return o;
 }
 
-/* Matches normalized text against a pattern holding at most one SYS; the text at SYS (which
- * must not cross a literal's end) goes to *sys. */
+/* Matches normalized text against a pattern holding at most one SYS; on a match the text at SYS
+ * (which must not cross a literal's end) goes to *sys. */
 static int match(const char *text, size_t n, const char *pat, const char **sys, size_t *sys_len)
 {
     const char *hole = strchr(pat, SYS[0]);
     if (!hole) {
+        if (strlen(pat) != n || memcmp(text, pat, n))
+            return 0;
         *sys = "";
         *sys_len = 0;
-        return strlen(pat) == n && !memcmp(text, pat, n);
+        return 1;
     }
     size_t pre = (size_t)(hole - pat), post = strlen(hole + 1);
-    if (n < pre + post || memcmp(text, pat, pre) || memcmp(text + n - post, hole + 1, post))
+    if (n < pre + post || memcmp(text, pat, pre) || memcmp(text + n - post, hole + 1, post) ||
+        memchr(text + pre, LIT[0], n - pre - post))
         return 0;
     *sys = text + pre;
     *sys_len = n - pre - post;
-    return memchr(*sys, LIT[0], *sys_len) == NULL;
+    return 1;
 }
 
 esar_status esar_chat_create(const char *tpl, size_t len, esar_chat **out, esar_err *err)
@@ -109,9 +115,15 @@ esar_status esar_chat_create(const char *tpl, size_t len, esar_chat **out, esar_
     size_t n = normalize(tpl ? tpl : "", len, norm);
     const char *sys = NULL;
     size_t sys_len = 0;
-    if (match(norm, n, k_chatml_system, &sys, &sys_len) || match(norm, n, k_chatml, &sys, &sys_len)) {
-        c->kind = ESAR_CHAT_CHATML;
-        c->has_system = sys_len > 0 || match(norm, n, k_chatml_system, &sys, &sys_len);
+    if (n != SIZE_MAX) {
+        if (match(norm, n, k_chatml_system, &sys, &sys_len)) {
+            c->kind = ESAR_CHAT_CHATML;
+            c->has_system = 1;
+        } else if (match(norm, n, k_chatml, &sys, &sys_len)) {
+            c->kind = ESAR_CHAT_CHATML;
+        }
+    }
+    if (c->kind) {
         c->system = malloc(sys_len + 1);
         if (c->system) {
             memcpy(c->system, sys, sys_len);

@@ -281,6 +281,8 @@ static void test_chat_synthetic(void)
         "{%- for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
         "'<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}",
         "",
+        /* unterminated literals (libFuzzer found the first overflowing the normalizer) */
+        "{{ 'abc", "{{ '", "{% if x == \"", "{{ 'a\\",
     };
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         c = (esar_chat *)1;
