@@ -1,9 +1,11 @@
 /* fuzz_gguf.c - the fuzz entry for the GGUF reader: open any bytes, and when they pass, read
  * every value, array element, tensor and row through the public API, then build the tokenizer
- * and chat template from it when they are there and use them. Built for libFuzzer with
+ * and chat template from it when they are there and use them, and the reference model when the
+ * file holds a small enough one (one forward pass of two tokens). Built for libFuzzer with
  * ESA_FUZZ=ON under clang, and driven on deterministic mutations by test_fuzz_gguf.c. */
 #include "chat.h"
 #include "gguf.h"
+#include "model_ref.h"
 #include "tokenizer.h"
 
 #include <stdint.h>
@@ -111,6 +113,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         esar_chat_destroy(c);
     }
     esar_tokenizer_destroy(t);
+
+    esar_llama_config cfg;
+    if (esar_llama_config_read(g, &cfg, &err) == ESAR_OK &&
+        (uint64_t)cfg.n_layers * cfg.n_embd * (cfg.n_ff + cfg.n_embd) < (1u << 22) &&
+        (uint64_t)cfg.n_vocab * cfg.n_embd < (1u << 22)) {
+        esar_model_ref_desc desc = {.max_tokens = 4};
+        esar_model_ref *m = NULL;
+        if (esar_model_ref_create(g, &desc, &m, &err) == ESAR_OK) {
+            int32_t toks[2] = {0, (int32_t)(cfg.n_vocab - 1)};
+            float *logits = malloc(sizeof(float) * 2 * cfg.n_vocab);
+            if (logits)
+                (void)esar_model_ref_forward(m, toks, 2, logits, 0, &err);
+            free(logits);
+        }
+        esar_model_ref_destroy(m);
+    }
     esar_gguf_close(g);
     (void)sink;
     return 0;

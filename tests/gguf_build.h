@@ -4,6 +4,7 @@
 #define ESA_GGUF_BUILD_H
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -310,5 +311,94 @@ static inline void gb_tokenizer_sample(gb *g, const gb_tok_opts *o)
               "{% endif %}");
 }
 
+
+/* ---- a tiny Llama: 2 blocks, E 32, F 64, 4 heads over 2 KV heads of 8, vocabulary 40 -------- */
+
+enum { TE = 32, TF = 64, TH = 4, TG = 2, TD = 8, TV = 40, TL = 2 };
+
+typedef struct gb_tiny_opts {
+    const char *skip;      /* a tensor to leave out */
+    const char *misshape;  /* a tensor written with one row too many */
+    const char *q8_1;      /* a tensor written as Q8_1, a type without a CPU dequantizer */
+} gb_tiny_opts;
+
+static inline float gb_frand(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return (float)((double)(z >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
+
+typedef struct tiny_tensor {
+    char name[64];
+    uint64_t ne0, ne1;
+    uint32_t type;
+} tiny_tensor;
+
+static inline void gb_tiny_llama(gb *g, const gb_tiny_opts *o)
+{
+    uint64_t state = 0x2545f4914f6cdd1dull;
+    tiny_tensor ts[3 + 9 * TL];
+    int n = 0;
+#define T(nm, a, b) (snprintf(ts[n].name, 64, "%s", nm), ts[n].ne0 = (a), ts[n].ne1 = (b), ts[n].type = 0, n++)
+    T("token_embd.weight", TE, TV);
+    T("output_norm.weight", TE, 1);
+    T("output.weight", TE, TV);
+    for (int l = 0; l < TL; l++) {
+        static const char *const sfx[9] = {"attn_norm", "ffn_norm", "attn_q", "attn_k", "attn_v", "attn_output",
+                                           "ffn_gate", "ffn_up", "ffn_down"};
+        static const uint64_t shp[9][2] = {{TE, 1}, {TE, 1}, {TE, TH * TD}, {TE, TG * TD}, {TE, TG * TD},
+                                           {TH * TD, TE}, {TE, TF}, {TE, TF}, {TF, TE}};
+        for (int i = 0; i < 9; i++) {
+            char nm[64];
+            snprintf(nm, sizeof nm, "blk.%d.%s.weight", l, sfx[i]);
+            T(nm, shp[i][0], shp[i][1]);
+        }
+    }
+#undef T
+    int kept = 0;
+    for (int i = 0; i < n; i++) {
+        if (o->skip && !strcmp(ts[i].name, o->skip))
+            continue;
+        if (o->misshape && !strcmp(ts[i].name, o->misshape))
+            ts[i].ne1++;
+        if (o->q8_1 && !strcmp(ts[i].name, o->q8_1))
+            ts[i].type = 9;
+        ts[kept++] = ts[i];
+    }
+    gb_header(g, 3, (uint64_t)kept, 10);
+    gb_kv_str(g, "general.architecture", "llama");
+    gb_kv_u32(g, "llama.block_count", TL);
+    gb_kv_u32(g, "llama.embedding_length", TE);
+    gb_kv_u32(g, "llama.feed_forward_length", TF);
+    gb_kv_u32(g, "llama.attention.head_count", TH);
+    gb_kv_u32(g, "llama.attention.head_count_kv", TG);
+    gb_kv_u32(g, "llama.context_length", 64);
+    gb_kv_f32(g, "llama.rope.freq_base", 10000.0f);
+    gb_kv_f32(g, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
+    gb_kv_u32(g, "llama.rope.dimension_count", TD);
+    uint64_t off = 0;
+    for (int i = 0; i < kept; i++) {
+        uint64_t ne[2] = {ts[i].ne0, ts[i].ne1};
+        gb_tensor_info(g, ts[i].name, ts[i].ne1 == 1 ? 1 : 2, ne, ts[i].type, off);
+        uint64_t bytes = ts[i].type == 9 ? ts[i].ne0 / 32 * 36 * ts[i].ne1 : ts[i].ne0 * ts[i].ne1 * 4;
+        off += (bytes + 31) / 32 * 32;
+    }
+    gb_pad(g, 32);
+    for (int i = 0; i < kept; i++) {
+        size_t start = g->n;
+        int norm = strstr(ts[i].name, "norm") != NULL;
+        if (ts[i].type == 9)
+            for (uint64_t j = 0; j < ts[i].ne0 / 32 * 36 * ts[i].ne1; j++)
+                gb_u8(g, 0);
+        else
+            for (uint64_t j = 0; j < ts[i].ne0 * ts[i].ne1; j++)
+                gb_f32(g, norm ? 1.0f + 0.1f * gb_frand(&state) : 0.3f * gb_frand(&state));
+        while ((g->n - start) % 32)
+            gb_u8(g, 0);
+    }
+}
 
 #endif

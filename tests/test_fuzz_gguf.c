@@ -1,6 +1,6 @@
 /* test_fuzz_gguf.c - runs the fuzz entry (fuzz_gguf.c) on thousands of deterministic mutations
- * of two small valid GGUFs written here (gguf_build.h: the value/tensor sample, and the tokenizer
- * sample with its chat template): every truncation, a bit flip at every byte, interesting
+ * of three small valid GGUFs written here (gguf_build.h: the value/tensor sample, the tokenizer
+ * sample with its chat template, a tiny Llama): every truncation, a bit flip at every byte, interesting
  * integers (huge counts and lengths, out-of-range types) over every aligned word, and seeded
  * random multi-byte damage. Meant for the ASan/UBSan build, where a bad read stops the test.
  * `test_fuzz_gguf --write-seeds DIR` writes the seeds, for a libFuzzer corpus. */
@@ -40,15 +40,23 @@ static void run(const uint8_t *p, size_t n)
     g_runs++;
 }
 
-/* Every mutation family over one seed. */
+/* Every mutation family over one seed. Byte-by-byte mutations cover the header, metadata and
+ * tensor infos (up to the data section, plus a little), and only a sparse sample of the tensor
+ * data, where a mutation changes numbers, not structure. */
 static void mutate_all(const gb *s)
 {
     uint8_t *m = malloc(s->n * 2 + 64);
     if (!m)
         return;
-    for (size_t n = 0; n <= s->n; n++)
+    esar_gguf *g = NULL;
+    size_t span = s->n;
+    if (esar_gguf_open_memory(s->p, s->n, &g, NULL) == ESAR_OK && esar_gguf_data_offset(g) + 256 < s->n)
+        span = (size_t)esar_gguf_data_offset(g) + 256;
+    esar_gguf_close(g);
+    for (size_t n = 0; n <= s->n; n += n < span ? 1 : 997)
         run(s->p, n);
-    for (size_t i = 0; i < s->n; i++) {
+    run(s->p, s->n - 1);
+    for (size_t i = 0; i < span; i++) {
         memcpy(m, s->p, s->n);
         m[i] ^= (uint8_t)(1u << (rnd() & 7));
         run(m, s->n);
@@ -58,7 +66,7 @@ static void mutate_all(const gb *s)
                                      1ull << 62, 0x7fffffffffffffffull, 0x8000000000000000ull,
                                      0xffffffffffffffffull};
     size_t nw = sizeof words / sizeof words[0];
-    for (size_t i = 0; i + 8 <= s->n; i += 4) {
+    for (size_t i = 0; i + 8 <= span; i += 4) {
         for (size_t w = 0; w < nw; w += 1 + (i % 3)) {
             memcpy(m, s->p, s->n);
             int width = (w & 1) ? 8 : 4;
@@ -72,7 +80,7 @@ static void mutate_all(const gb *s)
         memcpy(m, s->p, n);
         int k = 1 + (int)(rnd() % 4);
         for (int j = 0; j < k; j++) {
-            size_t at = (size_t)(rnd() % n);
+            size_t at = (size_t)(rnd() % (n < span ? n : span));
             switch (rnd() % 5) {
             case 0: m[at] = (uint8_t)rnd(); break;
             case 1: m[at] ^= 0x80; break;
@@ -107,15 +115,19 @@ static void mutate_all(const gb *s)
 
 int main(int argc, char **argv)
 {
-    gb seeds[2] = {{0}, {0}};
+    enum { N_SEEDS = 3 };
+    gb seeds[N_SEEDS] = {{0}, {0}, {0}};
     gb_sample(&seeds[0]);
     gb_tok_opts o = {0};
     gb_tokenizer_sample(&seeds[1], &o);
-    if (seeds[0].oom || seeds[1].oom)
-        return 1;
+    gb_tiny_opts to = {0};
+    gb_tiny_llama(&seeds[2], &to);
+    for (int i = 0; i < N_SEEDS; i++)
+        if (seeds[i].oom)
+            return 1;
     if (argc == 3 && !strcmp(argv[1], "--write-seeds")) { /* a corpus for the libFuzzer binary */
         int ok = 1;
-        for (int i = 0; i < 2; i++) {
+        for (int i = 0; i < N_SEEDS; i++) {
             char path[4096];
             snprintf(path, sizeof path, "%s/seed%d.gguf", argv[2], i);
             FILE *f = fopen(path, "wb");
@@ -125,7 +137,7 @@ int main(int argc, char **argv)
         }
         return ok ? 0 : 1;
     }
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < N_SEEDS; i++) {
         long before = g_accepted;
         mutate_all(&seeds[i]);
         EXPECT(g_accepted > before, "seed %d: no mutation was accepted: the seed itself must be", i);

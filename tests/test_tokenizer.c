@@ -310,12 +310,12 @@ static int unhex(const char *h, char *out, size_t cap, size_t *n)
 }
 
 /* The model: tokens_ref.txt against llama.cpp, chat prompts against jinja2, round trips. */
-static void test_model(void)
+static int test_model(void)
 {
     char buf[4096];
     const char *path = runner_model_path(ESA_SOURCE_DIR, buf, sizeof buf);
     if (!path)
-        return;
+        return 0;
     esar_err err;
     esar_gguf *g = NULL;
     esar_tokenizer *t = NULL;
@@ -329,7 +329,7 @@ static void test_model(void)
     if (!t || !c) {
         esar_tokenizer_destroy(t);
         esar_chat_destroy(c);
-        return;
+        return 1;
     }
     EXPECT(esar_tokenizer_n_vocab(t) == 49152 && esar_tokenizer_bos(t) == 1 && esar_tokenizer_eos(t) == 2 &&
                !esar_tokenizer_add_bos(t), "model vocabulary facts");
@@ -428,13 +428,17 @@ static void test_model(void)
                strstr(err.msg, "0x04 at offset 1"), "strict: %s", err.msg);
     esar_tokenizer_destroy(t);
     esar_chat_destroy(c);
+    return 1;
 }
 
-int main(void)
+/* `test_tokenizer`: no model needed; `test_tokenizer model`: against llama.cpp (skips without
+ * the model file). */
+int main(int argc, char **argv)
 {
+    if (argc > 1 && !strcmp(argv[1], "model"))
+        return test_model() ? runner_finish("test_tokenizer model") : SKIP_CODE;
     test_unicode();
     test_synthetic();
     test_chat_synthetic();
-    test_model();
     return runner_finish("test_tokenizer");
 }
