@@ -191,6 +191,9 @@ static esar_status create(const esar_gguf *g, esar_model_ref *m, esar_err *err)
             (st = weight(g, n[8], F, E, &L->w_down, err)))
             return st;
     }
+    if ((uint64_t)m->max_tokens * Gd > SIZE_MAX / sizeof(float) / c->n_layers)
+        return esar_fail(err, ESAR_ERR_NOMEM, "model: a KV cache of %u tokens does not fit the address space",
+                         m->max_tokens);
     size_t per = (size_t)c->n_layers * m->max_tokens * Gd;
     m->k_cache = malloc(sizeof(float) * per);
     m->v_cache = malloc(sizeof(float) * per);

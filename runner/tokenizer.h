@@ -85,7 +85,8 @@ int32_t esar_tokenizer_find(const esar_tokenizer *t, const char *text, size_t le
 
 /* Tokenizes text[0..len) into tokens[0..cap). *n_out receives the number of tokens the text
  * needs; when that exceeds cap, the first cap are written and ESAR_ERR_LIMIT is returned (call
- * again with a larger buffer; at most len + 1 tokens are ever needed). tokens may be NULL when
+ * again with a larger buffer; at most 3 * len + 1 tokens are ever needed: U+FFFD, standing in for
+ * one byte without a token, may take three). tokens may be NULL when
  * cap is 0, text may be NULL when len is 0. */
 esar_status esar_tokenize(const esar_tokenizer *t, const char *text, size_t len, uint32_t flags,
                           int32_t *tokens, size_t cap, size_t *n_out, esar_err *err);
