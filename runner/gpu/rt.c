@@ -66,28 +66,28 @@ static VKAPI_ATTR VkBool32 VKAPI_CALL on_validation(VkDebugUtilsMessageSeverityF
     return VK_FALSE;
 }
 
-static int has_instance_layer(const char *name)
+static int has_instance_layer(const esag_vk *vk, const char *name)
 {
     uint32_t n = 0;
-    if (vkEnumerateInstanceLayerProperties(&n, NULL) != VK_SUCCESS || n == 0)
+    if (vk->vkEnumerateInstanceLayerProperties(&n, NULL) != VK_SUCCESS || n == 0)
         return 0;
     VkLayerProperties *p = calloc(n, sizeof *p);
     int found = 0;
-    if (p && vkEnumerateInstanceLayerProperties(&n, p) >= 0)
+    if (p && vk->vkEnumerateInstanceLayerProperties(&n, p) >= 0)
         for (uint32_t i = 0; i < n && !found; i++)
             found = strcmp(p[i].layerName, name) == 0;
     free(p);
     return found;
 }
 
-static int has_device_ext(VkPhysicalDevice pd, const char *name)
+static int has_device_ext(const esag_vk *vk, VkPhysicalDevice pd, const char *name)
 {
     uint32_t n = 0;
-    if (vkEnumerateDeviceExtensionProperties(pd, NULL, &n, NULL) != VK_SUCCESS || n == 0)
+    if (vk->vkEnumerateDeviceExtensionProperties(pd, NULL, &n, NULL) != VK_SUCCESS || n == 0)
         return 0;
     VkExtensionProperties *p = calloc(n, sizeof *p);
     int found = 0;
-    if (p && vkEnumerateDeviceExtensionProperties(pd, NULL, &n, p) >= 0)
+    if (p && vk->vkEnumerateDeviceExtensionProperties(pd, NULL, &n, p) >= 0)
         for (uint32_t i = 0; i < n && !found; i++)
             found = strcmp(p[i].extensionName, name) == 0;
     free(p);
@@ -98,7 +98,8 @@ static esag_status create_instance(esag_rt *rt, int validation)
 {
     const char *layer = "VK_LAYER_KHRONOS_validation";
     const char *ext = VK_EXT_DEBUG_UTILS_EXTENSION_NAME;
-    int use_layer = validation && has_instance_layer(layer);
+    const esag_vk *vk = &rt->vk;
+    int use_layer = validation && has_instance_layer(vk, layer);
     if (validation && !use_layer)
         rt->validation_count = UINT32_MAX;
     VkApplicationInfo app = {
@@ -126,16 +127,17 @@ static esag_status create_instance(esag_rt *rt, int validation)
         .enabledExtensionCount = use_layer ? 1u : 0u,
         .ppEnabledExtensionNames = &ext,
     };
-    VkResult r = vkCreateInstance(&ci, NULL, &rt->instance);
+    VkResult r = vk->vkCreateInstance(&ci, NULL, &rt->instance);
     if (r == VK_ERROR_INCOMPATIBLE_DRIVER)
         return esag_fail(rt, ESAG_ERR_NO_DEVICE, "no Vulkan driver (VK_ERROR_INCOMPATIBLE_DRIVER)");
     if (r != VK_SUCCESS)
         return esag_vk_fail(rt, r, "vkCreateInstance");
-    volkLoadInstanceOnly(rt->instance);
+    if (!esag_vk_load_instance(&rt->vk, rt->instance))
+        return esag_fail(rt, ESAG_ERR_NO_DEVICE, "the Vulkan loader lacks instance entry points");
     if (use_layer) {
-        if (!vkCreateDebugUtilsMessengerEXT)
+        if (!vk->vkCreateDebugUtilsMessengerEXT)
             return esag_fail(rt, ESAG_ERR_VULKAN, "the validation layer has no debug-utils messenger");
-        r = vkCreateDebugUtilsMessengerEXT(rt->instance, &mi, NULL, &rt->messenger);
+        r = vk->vkCreateDebugUtilsMessengerEXT(rt->instance, &mi, NULL, &rt->messenger);
         if (r != VK_SUCCESS)
             return esag_vk_fail(rt, r, "vkCreateDebugUtilsMessengerEXT");
     }
@@ -144,12 +146,12 @@ static esag_status create_instance(esag_rt *rt, int validation)
 
 /* Fill info for one physical device; returns NULL if it has what the kernels (and, with
  * need_ballot, esa-vk) need, else why not. */
-static const char *describe(VkPhysicalDevice pd, uint32_t index, int need_ballot,
+static const char *describe(const esag_vk *vk, VkPhysicalDevice pd, uint32_t index, int need_ballot,
                             esag_device_info *info)
 {
     memset(info, 0, sizeof *info);
     VkPhysicalDeviceProperties base;
-    vkGetPhysicalDeviceProperties(pd, &base);
+    vk->vkGetPhysicalDeviceProperties(pd, &base);
     snprintf(info->name, sizeof info->name, "%s", base.deviceName);
     info->vendor_id = base.vendorID;
     info->device_id = base.deviceID;
@@ -163,11 +165,11 @@ static const char *describe(VkPhysicalDevice pd, uint32_t index, int need_ballot
     VkPhysicalDeviceSubgroupProperties sg = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES};
     VkPhysicalDeviceMaintenance3Properties m3 = {
         .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES, .pNext = &sg};
-    int has_ssc = has_device_ext(pd, VK_EXT_SUBGROUP_SIZE_CONTROL_EXTENSION_NAME);
+    int has_ssc = has_device_ext(vk, pd, VK_EXT_SUBGROUP_SIZE_CONTROL_EXTENSION_NAME);
     if (has_ssc)
         sg.pNext = &ssc;
     VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, .pNext = &m3};
-    vkGetPhysicalDeviceProperties2(pd, &p2);
+    vk->vkGetPhysicalDeviceProperties2(pd, &p2);
     const VkPhysicalDeviceLimits *lim = &p2.properties.limits;
     info->subgroup_size = sg.subgroupSize;
     /* without the extension a compute shader runs with the one size reported */
@@ -181,7 +183,7 @@ static const char *describe(VkPhysicalDevice pd, uint32_t index, int need_ballot
     info->max_storage_buffer_range = lim->maxStorageBufferRange;
     info->timestamp_period_ns = lim->timestampComputeAndGraphics ? lim->timestampPeriod : 0.0f;
     VkPhysicalDeviceMemoryProperties mp;
-    vkGetPhysicalDeviceMemoryProperties(pd, &mp);
+    vk->vkGetPhysicalDeviceMemoryProperties(pd, &mp);
     for (uint32_t i = 0; i < mp.memoryTypeCount; i++) {
         VkMemoryPropertyFlags f = mp.memoryTypes[i].propertyFlags;
         if ((f & VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT) && (f & VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT))
@@ -190,7 +192,7 @@ static const char *describe(VkPhysicalDevice pd, uint32_t index, int need_ballot
 
     VkPhysicalDeviceVulkan12Features f12 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES};
     VkPhysicalDeviceFeatures2 f2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, .pNext = &f12};
-    vkGetPhysicalDeviceFeatures2(pd, &f2);
+    vk->vkGetPhysicalDeviceFeatures2(pd, &f2);
     VkSubgroupFeatureFlags need = VK_SUBGROUP_FEATURE_BASIC_BIT | VK_SUBGROUP_FEATURE_ARITHMETIC_BIT;
     if (need_ballot)
         need |= VK_SUBGROUP_FEATURE_BALLOT_BIT;
@@ -231,8 +233,9 @@ static int contains_nocase(const char *hay, const char *needle)
 
 static esag_status choose_device(esag_rt *rt, const esag_rt_desc *desc, int need_ballot)
 {
+    const esag_vk *vk = &rt->vk;
     uint32_t n = 0;
-    VkResult r = vkEnumeratePhysicalDevices(rt->instance, &n, NULL);
+    VkResult r = vk->vkEnumeratePhysicalDevices(rt->instance, &n, NULL);
     if (r != VK_SUCCESS)
         return esag_vk_fail(rt, r, "vkEnumeratePhysicalDevices");
     if (n == 0)
@@ -240,7 +243,7 @@ static esag_status choose_device(esag_rt *rt, const esag_rt_desc *desc, int need
     VkPhysicalDevice pds[32];
     if (n > 32)
         n = 32;
-    r = vkEnumeratePhysicalDevices(rt->instance, &n, pds);
+    r = vk->vkEnumeratePhysicalDevices(rt->instance, &n, pds);
     if (r < 0)
         return esag_vk_fail(rt, r, "vkEnumeratePhysicalDevices");
     int named = desc && desc->device_name && desc->device_name[0];
@@ -249,7 +252,7 @@ static esag_status choose_device(esag_rt *rt, const esag_rt_desc *desc, int need
     const char *why_not = NULL;
     for (uint32_t i = 0; i < n; i++) {
         esag_device_info info;
-        const char *why = describe(pds[i], i, need_ballot, &info);
+        const char *why = describe(&rt->vk, pds[i], i, need_ballot, &info);
         if ((named && !contains_nocase(info.name, desc->device_name)) ||
             (indexed && desc->device_index_plus_1 - 1 != i))
             continue;
@@ -279,12 +282,13 @@ static esag_status choose_device(esag_rt *rt, const esag_rt_desc *desc, int need
 
 static esag_status create_device(esag_rt *rt)
 {
+    const esag_vk *vk = &rt->vk;
     uint32_t nq = 0;
-    vkGetPhysicalDeviceQueueFamilyProperties(rt->physical, &nq, NULL);
+    vk->vkGetPhysicalDeviceQueueFamilyProperties(rt->physical, &nq, NULL);
     VkQueueFamilyProperties qf[16];
     if (nq > 16)
         nq = 16;
-    vkGetPhysicalDeviceQueueFamilyProperties(rt->physical, &nq, qf);
+    vk->vkGetPhysicalDeviceQueueFamilyProperties(rt->physical, &nq, qf);
     int fam = -1; /* a compute queue, preferring one without graphics */
     for (uint32_t i = 0; i < nq && fam < 0; i++)
         if ((qf[i].queueFlags & VK_QUEUE_COMPUTE_BIT) && !(qf[i].queueFlags & VK_QUEUE_GRAPHICS_BIT))
@@ -315,12 +319,13 @@ static esag_status create_device(esag_rt *rt)
         .queueCreateInfoCount = 1,
         .pQueueCreateInfos = &qi,
     };
-    VkResult r = vkCreateDevice(rt->physical, &ci, NULL, &rt->device);
+    VkResult r = vk->vkCreateDevice(rt->physical, &ci, NULL, &rt->device);
     if (r != VK_SUCCESS)
         return esag_vk_fail(rt, r, "vkCreateDevice");
-    volkLoadDeviceTable(&rt->vk, rt->device);
+    if (!esag_vk_load_device(&rt->vk, rt->device))
+        return esag_fail(rt, ESAG_ERR_NO_DEVICE, "the driver lacks device entry points");
     rt->vk.vkGetDeviceQueue(rt->device, rt->queue_family, 0, &rt->queue);
-    vkGetPhysicalDeviceMemoryProperties(rt->physical, &rt->mem_props);
+    vk->vkGetPhysicalDeviceMemoryProperties(rt->physical, &rt->mem_props);
     return ESAG_OK;
 }
 
@@ -328,7 +333,7 @@ static esag_status create_device(esag_rt *rt)
  * layout and the timestamp pool. */
 static esag_status create_device_objects(esag_rt *rt)
 {
-    const struct VolkDeviceTable *vk = &rt->vk;
+    const esag_vk *vk = &rt->vk;
     VkCommandPoolCreateInfo pi = {
         .sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
         .flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT,
@@ -378,7 +383,7 @@ static esag_status create_device_objects(esag_rt *rt)
 static esag_status create_attention(esag_rt *rt)
 {
     esa_external_device_desc xd = {
-        .get_instance_proc_addr = vkGetInstanceProcAddr,
+        .get_instance_proc_addr = rt->vk.vkGetInstanceProcAddr,
         .instance = rt->instance,
         .physical_device = rt->physical,
         .device = rt->device,
@@ -403,7 +408,8 @@ esag_status esag_rt_create(const esag_rt_desc *desc, esag_rt **out)
     rt->print_validation = desc ? desc->print_validation : 0;
     int attention = !(desc && desc->without_attention);
     esag_status s = ESAG_OK;
-    if (volkInitialize() != VK_SUCCESS)
+    rt->loader = esag_vk_open(&rt->vk);
+    if (!rt->loader)
         s = esag_fail(rt, ESAG_ERR_NO_DEVICE, "no Vulkan loader (libvulkan.so.1)");
     if (s == ESAG_OK)
         s = create_instance(rt, desc ? desc->enable_validation : 0);
@@ -431,7 +437,7 @@ void esag_rt_destroy(esag_rt *rt)
     if (!rt)
         return;
     if (rt->device) {
-        const struct VolkDeviceTable *vk = &rt->vk;
+        const esag_vk *vk = &rt->vk;
         vk->vkDeviceWaitIdle(rt->device);
         esa_context_destroy(rt->esa);
         esag_buffer_destroy(rt, &rt->staging);
@@ -449,9 +455,10 @@ void esag_rt_destroy(esag_rt *rt)
     }
     if (rt->instance) {
         if (rt->messenger)
-            vkDestroyDebugUtilsMessengerEXT(rt->instance, rt->messenger, NULL);
-        vkDestroyInstance(rt->instance, NULL);
+            rt->vk.vkDestroyDebugUtilsMessengerEXT(rt->instance, rt->messenger, NULL);
+        rt->vk.vkDestroyInstance(rt->instance, NULL);
     }
+    esag_vk_close(rt->loader);
     free(rt);
 }
 
@@ -464,5 +471,5 @@ const esag_device_info *esag_rt_device_info(const esag_rt *rt) { return &rt->inf
 uint32_t esag_rt_validation_count(const esag_rt *rt) { return rt->validation_count; }
 esa_context *esag_rt_attention(esag_rt *rt) { return rt->esa; }
 VkDevice esag_rt_device(const esag_rt *rt) { return rt->device; }
-const struct VolkDeviceTable *esag_rt_vk(const esag_rt *rt) { return &rt->vk; }
+const esag_vk *esag_rt_vk(const esag_rt *rt) { return &rt->vk; }
 VkPipelineLayout esag_rt_layout(const esag_rt *rt) { return rt->layout; }

@@ -2,12 +2,11 @@
  * device address, compute pipelines from embedded SPIR-V, command recording and timestamps;
  * and the esa-vk context that records attention into the same command buffers.
  *
- * Vulkan is reached through volk (the loader is opened at run time, so a machine without one
- * gets ESAG_ERR_NO_DEVICE, not a failure to start). Instance-level calls go through volk's
- * global pointers; device-level calls through the runtime's own VolkDeviceTable (esag_rt_vk),
- * so several runtimes may live side by side. The library keeps its own function tables: it is
- * handed vkGetInstanceProcAddr and the same VkInstance/VkDevice/VkQueue
- * (esa_context_create_external).
+ * The Vulkan loader is opened at run time (a machine without one gets ESAG_ERR_NO_DEVICE, not
+ * a failure to start) and every call goes through the runtime's own table of entry points
+ * (esag_rt_vk, rt_vk.h): no global state, so runtimes live side by side. The library keeps
+ * its own tables: it is handed the loader's vkGetInstanceProcAddr and the same
+ * VkInstance/VkDevice/VkQueue (esa_context_create_external).
  *
  * Thread safety: a runtime, and everything made from it, is externally synchronized.
  * Errors: every fallible call returns an esag_status and leaves a one-line description in
@@ -16,7 +15,7 @@
 #ifndef ESAG_RT_H
 #define ESAG_RT_H
 
-#include <volk.h> /* before esa.h: declares the library's engine-level API */
+#include "rt_vk.h" /* Vulkan types before esa.h: declares the library's engine-level API */
 
 #include "esa.h"
 
@@ -96,7 +95,8 @@ uint32_t esag_rt_validation_count(const esag_rt *rt);
 /* The esa-vk context on this device (NULL with without_attention). Owned by the runtime. */
 esa_context *esag_rt_attention(esag_rt *rt);
 VkDevice esag_rt_device(const esag_rt *rt);
-const struct VolkDeviceTable *esag_rt_vk(const esag_rt *rt);
+/* The runtime's Vulkan entry points, for commands the runtime has no helper for. */
+const esag_vk *esag_rt_vk(const esag_rt *rt);
 VkPipelineLayout esag_rt_layout(const esag_rt *rt);
 
 /* Records a failure description in rt (for code built on the runtime); returns status. */

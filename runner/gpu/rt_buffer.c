@@ -53,7 +53,7 @@ esag_status esag_buffer_create(esag_rt *rt, VkDeviceSize size, esag_mem kind, es
     if (!rt || !out || kind > ESAG_MEM_READBACK)
         return esag_fail(rt, ESAG_ERR_ARG, "esag_buffer_create: bad arguments");
     *out = (esag_buffer){0};
-    const struct VolkDeviceTable *vk = &rt->vk;
+    const esag_vk *vk = &rt->vk;
     size = size ? (size + 15) & ~(VkDeviceSize)15 : 16;
     if (size > rt->info.max_memory_allocation_size)
         return esag_fail(rt, ESAG_ERR_LIMIT, "a buffer of %llu bytes exceeds maxMemoryAllocationSize (%llu)",
@@ -131,7 +131,7 @@ static void sync_range(esag_rt *rt, const esag_buffer *b, int to_device)
 static esag_status copy_now(esag_rt *rt, const esag_buffer *src, VkDeviceSize src_off,
                             const esag_buffer *dst, VkDeviceSize dst_off, VkDeviceSize size)
 {
-    const struct VolkDeviceTable *vk = &rt->vk;
+    const esag_vk *vk = &rt->vk;
     VkResult r = vk->vkResetCommandBuffer(rt->xfer_cmd, 0);
     VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
                                    .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};

@@ -8,7 +8,7 @@ esag_status esag_pipeline_create(esag_rt *rt, const uint32_t *code, size_t code_
     if (!rt || !code || !code_size || (code_size & 3u) || !out || nspec > 16 || (nspec && !spec))
         return esag_fail(rt, ESAG_ERR_ARG, "esag_pipeline_create: bad arguments");
     *out = VK_NULL_HANDLE;
-    const struct VolkDeviceTable *vk = &rt->vk;
+    const esag_vk *vk = &rt->vk;
     VkShaderModuleCreateInfo mi = {
         .sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
         .codeSize = code_size,
@@ -112,7 +112,7 @@ esag_status esag_read_timestamps(esag_rt *rt, uint32_t count, double *ns)
 
 esag_status esag_submit(esag_rt *rt)
 {
-    const struct VolkDeviceTable *vk = &rt->vk;
+    const esag_vk *vk = &rt->vk;
     if (!rt->recording)
         return esag_fail(rt, ESAG_ERR_ARG, "esag_submit without esag_begin");
     rt->recording = 0;

@@ -8,11 +8,12 @@
 #define ESAG_STAGING_BYTES (16u << 20)    /* chunk of esag_buffer_write/read without a mapping */
 
 struct esag_rt {
+    esag_vk vk;                           /* this runtime's entry points */
+    void *loader;                         /* the dlopen handle of libvulkan */
     VkInstance instance;
     VkDebugUtilsMessengerEXT messenger;
     VkPhysicalDevice physical;
     VkDevice device;
-    struct VolkDeviceTable vk;            /* this device's entry points */
     VkQueue queue;
     uint32_t queue_family;
     esag_device_info info;
@@ -31,6 +32,13 @@ struct esag_rt {
     int print_validation;
     char last_error[512];
 };
+
+/* rt_vk.c: open the loader (the handle, or NULL) and fill the global entries of vk; load the
+ * instance-level and device-level entries (0 if a required one is missing). */
+void *esag_vk_open(esag_vk *vk);
+void esag_vk_close(void *lib);
+int esag_vk_load_instance(esag_vk *vk, VkInstance instance);
+int esag_vk_load_device(esag_vk *vk, VkDevice device);
 
 /* Translate a failed VkResult into a status, with what failed. */
 esag_status esag_vk_fail(esag_rt *rt, VkResult r, const char *what);

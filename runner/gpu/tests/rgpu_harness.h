@@ -28,7 +28,7 @@
 
 /* A runtime on the default device with validation on (with the esa-vk context when
  * with_attention); exits with the skip code when the machine has no usable device. */
-static esag_rt *rg_runtime(int with_attention)
+static inline esag_rt *rg_runtime(int with_attention)
 {
     char msg[512] = "";
     esag_rt_desc d = {.enable_validation = 1, .print_validation = 1, .without_attention = !with_attention,
@@ -54,7 +54,7 @@ static esag_rt *rg_runtime(int with_attention)
 }
 
 /* Kernels with the given tuning (NULL: the device profile); fails the test if refused. */
-static esag_kernels *rg_kernels(esag_rt *rt, const esag_tuning *t)
+static inline esag_kernels *rg_kernels(esag_rt *rt, const esag_tuning *t)
 {
     esag_kernels *k = NULL;
     esag_status s = esag_kernels_create(rt, t, &k);
@@ -66,7 +66,7 @@ static esag_kernels *rg_kernels(esag_rt *rt, const esag_tuning *t)
 }
 
 /* A device buffer holding bytes (or zeros when data is NULL); exits on failure. */
-static esag_buffer rg_upload(esag_rt *rt, const void *data, size_t bytes)
+static inline esag_buffer rg_upload(esag_rt *rt, const void *data, size_t bytes)
 {
     esag_buffer b;
     esag_status s = esag_buffer_create(rt, bytes, ESAG_MEM_DEVICE, &b);
@@ -82,7 +82,7 @@ static esag_buffer rg_upload(esag_rt *rt, const void *data, size_t bytes)
     return b;
 }
 
-static void rg_download(esag_rt *rt, const esag_buffer *b, void *out, size_t bytes)
+static inline void rg_download(esag_rt *rt, const esag_buffer *b, void *out, size_t bytes)
 {
     if (esag_buffer_read(rt, b, 0, out, bytes) != ESAG_OK) {
         fprintf(stderr, "FAIL: reading back %zu bytes: %s\n", bytes, esag_rt_last_error(rt));
@@ -91,7 +91,7 @@ static void rg_download(esag_rt *rt, const esag_buffer *b, void *out, size_t byt
 }
 
 /* Ends a test: zero validation messages and no failures. Kernels and buffers go first. */
-static int rg_finish(esag_rt *rt, const char *name)
+static inline int rg_finish(esag_rt *rt, const char *name)
 {
     uint32_t v = esag_rt_validation_count(rt);
     EXPECT(v == 0, "%u validation messages", v);
