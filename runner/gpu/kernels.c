@@ -32,9 +32,11 @@ static const spirv PLAIN[K_PLAIN] = {
 };
 #undef ESAG_SPV
 
-/* Tuning per kind of device; the first whose type matches wins (type 0x7fffffff: any).
- * "cpu" was measured on lavapipe (runner/gpu/kernel_bench.c); "gpu" is the usual shape of
- * ggml-vulkan's tiles, not yet measured here. */
+/* Tuning per kind of device; the first whose type matches wins (VK_PHYSICAL_DEVICE_TYPE_MAX_ENUM:
+ * any). "cpu" was measured on lavapipe with esa-kernel-bench: there a subgroup loads its lanes'
+ * addresses one by one, so fewer, larger loads per invocation (whole blocks, 16 x 16 register
+ * tiles) and one-subgroup matvec workgroups (no barrier) won 2-5x over "gpu". "gpu" is the
+ * coalesced shape usual on GPUs (ggml-vulkan's tiles), not yet measured here. */
 typedef struct device_profile {
     const char *name;
     VkPhysicalDeviceType type;
@@ -43,11 +45,11 @@ typedef struct device_profile {
 
 static const device_profile PROFILES[] = {
     {"cpu", VK_PHYSICAL_DEVICE_TYPE_CPU,
-     {.wg = 64, .norm_wg = 64, .mv_wg = 32, .mv_rows = 4, .mv_max_tokens = 4,
-      .mm_bm = 64, .mm_bn = 64, .mm_tm = 8, .mm_tn = 8}},
+     {.wg = 64, .norm_wg = 64, .mv_wg = 8, .mv_rows = 16, .mv_split = ESAG_SPLIT_BLOCKS, .mv_max_tokens = 4,
+      .mm_bm = 128, .mm_bn = 64, .mm_tm = 16, .mm_tn = 16, .mm_split = ESAG_SPLIT_BLOCKS}},
     {"gpu", VK_PHYSICAL_DEVICE_TYPE_MAX_ENUM,
-     {.wg = 256, .norm_wg = 256, .mv_wg = 64, .mv_rows = 2, .mv_max_tokens = 4,
-      .mm_bm = 64, .mm_bn = 64, .mm_tm = 4, .mm_tn = 4}},
+     {.wg = 256, .norm_wg = 256, .mv_wg = 64, .mv_rows = 2, .mv_split = ESAG_SPLIT_UNITS, .mv_max_tokens = 4,
+      .mm_bm = 64, .mm_bn = 64, .mm_tm = 4, .mm_tn = 4, .mm_split = ESAG_SPLIT_UNITS}},
 };
 
 struct esag_kernels {
@@ -100,14 +102,18 @@ static esag_status check_tuning(esag_kernels *k)
         if (sizes[i].v == 0 || sizes[i].v > max_wg)
             return esag_fail(rt, ESAG_ERR_ARG, "tuning: workgroup size %s = %u is outside 1..%u",
                              sizes[i].name, sizes[i].v, max_wg);
-    if (t->mv_rows == 0 || t->mv_rows > t->mv_wg)
-        return esag_fail(rt, ESAG_ERR_ARG, "tuning: mv_rows %u must be 1..mv_wg", t->mv_rows);
+    if (t->mv_rows == 0 || t->mv_rows > 64)
+        return esag_fail(rt, ESAG_ERR_ARG, "tuning: mv_rows %u must be 1..64", t->mv_rows);
     if (4ull * t->mv_rows * max_subgroups(k, t->mv_wg) > di->max_shared_memory)
         return esag_fail(rt, ESAG_ERR_ARG, "tuning: mv_rows %u x mv_wg %u exceed the shared memory",
                          t->mv_rows, t->mv_wg);
-    if (t->mm_tm % 4 || t->mm_tn % 4 || t->mm_bm % t->mm_tm || t->mm_bn % t->mm_tn)
-        return esag_fail(rt, ESAG_ERR_ARG, "tuning: mm_tm, mm_tn must be multiples of 4 dividing mm_bm, mm_bn");
-    if (128ull * (t->mm_bm + t->mm_bn) > di->max_shared_memory)
+    if (t->mm_bm % t->mm_tm || t->mm_bn % t->mm_tn || t->mm_tm * t->mm_tn > 256)
+        return esag_fail(rt, ESAG_ERR_ARG, "tuning: mm_tm, mm_tn must divide mm_bm, mm_bn (and mm_tm * mm_tn <= 256)");
+    if ((t->mv_split != ESAG_SPLIT_UNITS && t->mv_split != ESAG_SPLIT_BLOCKS) ||
+        (t->mm_split != ESAG_SPLIT_UNITS && t->mm_split != ESAG_SPLIT_BLOCKS))
+        return esag_fail(rt, ESAG_ERR_ARG, "tuning: mv_split %u, mm_split %u: 1 (units) or 2 (blocks)",
+                         t->mv_split, t->mm_split);
+    if (128ull * (t->mm_bm + t->mm_bn) > di->max_shared_memory) /* 8 vec4 per row and token */
         return esag_fail(rt, ESAG_ERR_ARG, "tuning: mm_bm + mm_bn = %u needs %u bytes of shared memory (the device has %u)",
                          t->mm_bm + t->mm_bn, 128 * (t->mm_bm + t->mm_bn), di->max_shared_memory);
     if (!pow2(t->mv_wg) || !pow2(t->norm_wg))
@@ -176,12 +182,14 @@ static esag_status typed_pipeline(esag_kernels *k, int kernel, int slot, VkPipel
 {
     if (!k->typed[kernel][slot]) {
         const esag_tuning *t = &k->t;
-        uint32_t spec[5], n = 0;
+        uint32_t spec[6], n = 0;
         if (kernel == K_MATVEC) {
-            spec[0] = t->mv_wg, spec[1] = t->mv_rows, spec[2] = max_subgroups(k, t->mv_wg), n = 3;
+            spec[0] = t->mv_wg, spec[1] = t->mv_rows, spec[2] = max_subgroups(k, t->mv_wg);
+            spec[3] = t->mv_split == ESAG_SPLIT_BLOCKS, n = 4;
         } else if (kernel == K_MATMUL) {
             spec[0] = (t->mm_bm / t->mm_tm) * (t->mm_bn / t->mm_tn);
-            spec[1] = t->mm_bm, spec[2] = t->mm_bn, spec[3] = t->mm_tm, spec[4] = t->mm_tn, n = 5;
+            spec[1] = t->mm_bm, spec[2] = t->mm_bn, spec[3] = t->mm_tm, spec[4] = t->mm_tn;
+            spec[5] = t->mm_split == ESAG_SPLIT_BLOCKS, n = 6;
         } else {
             spec[0] = t->wg, n = 1;
         }

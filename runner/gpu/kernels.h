@@ -39,15 +39,27 @@ typedef struct esag_matrix {
     uint32_t rows, cols;  /* cols a multiple of 32 */
 } esag_matrix;
 
+/* How the invocations of a matrix product share a row's columns (esag_tuning.mv_split and
+ * mm_split). */
+typedef enum esag_split {
+    ESAG_SPLIT_UNITS = 1,  /* units of 8 elements, 4 a block: adjacent invocations read adjacent
+                            * words (coalesced: GPUs) */
+    ESAG_SPLIT_BLOCKS = 2  /* whole blocks: fewer, larger reads per invocation (5 words a Q4_1
+                            * block instead of 8): CPU devices such as lavapipe, which load a
+                            * subgroup's addresses one lane at a time */
+} esag_split;
+
 typedef struct esag_tuning {
-    uint32_t wg;            /* workgroup size of embed, silu_mul, add, scale (64..1024) */
-    uint32_t norm_wg;       /* workgroup size of rmsnorm */
-    uint32_t mv_wg;         /* matvec: workgroup size */
-    uint32_t mv_rows;       /* matvec: rows per workgroup (1..mv_wg) */
+    uint32_t wg;            /* workgroup size of embed, silu_mul, add, scale (1..1024) */
+    uint32_t norm_wg;       /* workgroup size of rmsnorm (a power of two) */
+    uint32_t mv_wg;         /* matvec: workgroup size (a power of two) */
+    uint32_t mv_rows;       /* matvec: rows per workgroup (1..64) */
+    uint32_t mv_split;      /* matvec: esag_split */
     uint32_t mv_max_tokens; /* ESAG_MATMUL_AUTO takes the matvec path up to this many tokens */
     uint32_t mm_bm, mm_bn;  /* matmul: rows x tokens per workgroup (multiples of mm_tm, mm_tn) */
-    uint32_t mm_tm, mm_tn;  /* matmul: per invocation (multiples of 4); workgroup size is
-                             * (mm_bm / mm_tm) * (mm_bn / mm_tn) */
+    uint32_t mm_tm, mm_tn;  /* matmul: per invocation (mm_tm * mm_tn <= 256); the workgroup
+                             * size is (mm_bm / mm_tm) * (mm_bn / mm_tn) */
+    uint32_t mm_split;      /* matmul: esag_split of the dequantization into shared memory */
 } esag_tuning;
 
 typedef struct esag_kernels esag_kernels;

@@ -19,17 +19,20 @@ uint folded_group(uint groups_x)
 }
 
 // Sum of v over the workgroup, returned to every invocation. red must hold one float per
-// subgroup (gl_NumSubgroups <= its size: the host sizes it by the device's smallest subgroup).
-// Call in uniform control flow; red may be reused after the call.
-#define WORKGROUP_SUM(result, v, red)                                                      \
+// subgroup and max_sg bound their number (the host sizes both by the device's smallest
+// subgroup); with max_sg 1 (a spec constant) the workgroup is one subgroup: no shared memory,
+// no barrier. Call in uniform control flow; red may be reused after the call.
+#define WORKGROUP_SUM(result, v, red, max_sg)                                              \
     {                                                                                      \
         float s_ = subgroupAdd(v);                                                         \
-        if (subgroupElect())                                                               \
-            red[gl_SubgroupID] = s_;                                                       \
-        barrier();                                                                         \
-        s_ = 0.0;                                                                          \
-        for (uint j_ = 0u; j_ < gl_NumSubgroups; j_++)                                     \
-            s_ += red[j_];                                                                 \
-        barrier();                                                                         \
+        if (max_sg > 1u) {                                                                 \
+            if (subgroupElect())                                                           \
+                red[gl_SubgroupID] = s_;                                                   \
+            barrier();                                                                     \
+            s_ = 0.0;                                                                      \
+            for (uint j_ = 0u; j_ < gl_NumSubgroups; j_++)                                 \
+                s_ += red[j_];                                                             \
+            barrier();                                                                     \
+        }                                                                                  \
         result = s_;                                                                       \
     }

@@ -4,11 +4,14 @@
 // GGUF block format (quant.glsl).
 //
 // Per block of 32 columns: the workgroup dequantizes BM rows of it into shared memory once and
-// loads BN tokens of x beside it; then every invocation runs 32 steps of a TM x TN outer
-// product from there. Each weight is dequantized once per BN tokens and each x value read once
-// per BM rows. Shared: 32 * (BM + BN) floats (16 KiB for 64 x 64). Tiles past the last row or
-// token compute on clamped (repeated) inputs and are not written.
-// Constraints (host-checked): TM, TN multiples of 4; WG = (BM / TM) * (BN / TN).
+// loads BN tokens of x beside it; then each invocation runs 8 steps of 4 columns, TM x TN dot
+// products of vec4s each. Shared memory holds vec4s of 4 consecutive columns ([8][BM] and
+// [8][BN]), so every shared load and store moves 16 bytes. Each weight is dequantized once per
+// BN tokens and each x value read once per BM rows. Shared: 128 * (BM + BN) bytes (16 KiB
+// for 64 x 64). WHOLE = 1 dequantizes whole blocks per invocation instead of 4-block units (as
+// in matvec.comp: fewer loads, for CPU devices). Tiles past the last row or token compute on
+// clamped (repeated) inputs and are not written.
+// Constraints (host-checked): BM % TM == 0, BN % TN == 0, WG = (BM / TM) * (BN / TN).
 #include "common.glsl"
 #include "quant.glsl"
 
@@ -17,6 +20,7 @@ layout(constant_id = 1) const uint BM = 64;
 layout(constant_id = 2) const uint BN = 64;
 layout(constant_id = 3) const uint TM = 4;
 layout(constant_id = 4) const uint TN = 4;
+layout(constant_id = 5) const uint WHOLE = 0;
 
 layout(push_constant) uniform PC {
     WBuf w;      // [rows][nb] blocks
@@ -26,51 +30,52 @@ layout(push_constant) uniform PC {
     uint T, accumulate, groups_x, pad;
 } pc;
 
-const uint BM4 = BM / 4u, BN4 = BN / 4u, TM4 = TM / 4u, TN4 = TN / 4u;
-shared vec4 ws[32u * BM4]; // [k][BM]: dequantized weights of this block, rows fastest
-shared vec4 xs[32u * BN4]; // [k][BN]: x, tokens fastest
+shared vec4 ws[8u * BM]; // [k4][BM]: dequantized weights, columns 4 k4 .. 4 k4 + 3
+shared vec4 xs[8u * BN]; // [k4][BN]: x
 
 void main()
 {
     uint row0 = gl_WorkGroupID.x * BM, tok0 = gl_WorkGroupID.y * BN;
     uint lid = gl_LocalInvocationID.x;
     uint tr = lid % (BM / TM), tc = lid / (BM / TM); // this invocation's TM x TN sub-tile
-    vec4 acc[TN][TM4];
+    float acc[TN][TM];
     for (uint j = 0u; j < TN; j++)
-        for (uint i = 0u; i < TM4; i++)
-            acc[j][i] = vec4(0.0);
+        for (uint i = 0u; i < TM; i++)
+            acc[j][i] = 0.0;
     uint xstride = pc.ldx >> 2u;
     for (uint b = 0u; b < pc.nb; b++) {
-        for (uint e = lid; e < BM * 4u; e += gl_WorkGroupSize.x) {
-            uint r = e >> 2u, u = e & 3u;
-            uint row = min(row0 + r, pc.rows - 1u);
-            vec4 lo, hi;
-            float d, m;
-            load_unit(pc.w, row * pc.nb + b, u, lo, hi, d, m);
-            lo = d * lo + m;
-            hi = d * hi + m;
-            for (uint c = 0u; c < 4u; c++) {
-                ws[(4u * u + c) * BM4 + (r >> 2u)][r & 3u] = lo[c];
-                ws[(16u + 4u * u + c) * BM4 + (r >> 2u)][r & 3u] = hi[c];
+        if (WHOLE != 0u) {
+            for (uint r = lid; r < BM; r += gl_WorkGroupSize.x) {
+                vec4 q[8];
+                float d, m;
+                load_block(pc.w, min(row0 + r, pc.rows - 1u) * pc.nb + b, q, d, m);
+                for (uint k4 = 0u; k4 < 8u; k4++)
+                    ws[k4 * BM + r] = d * q[k4] + m;
+            }
+        } else {
+            for (uint e = lid; e < BM * 4u; e += gl_WorkGroupSize.x) {
+                uint r = e >> 2u, u = e & 3u;
+                vec4 lo, hi;
+                float d, m;
+                load_unit(pc.w, min(row0 + r, pc.rows - 1u) * pc.nb + b, u, lo, hi, d, m);
+                ws[u * BM + r] = d * lo + m;        // columns 4u .. 4u + 3
+                ws[(4u + u) * BM + r] = d * hi + m; // columns 16 + 4u ..
             }
         }
         for (uint e = lid; e < BN * 8u; e += gl_WorkGroupSize.x) {
-            uint tt = e >> 3u, q = e & 7u;
+            uint tt = e >> 3u, k4 = e & 7u;
             uint tok = min(tok0 + tt, pc.T - 1u);
-            vec4 v = pc.x.v[tok * xstride + b * 8u + q];
-            for (uint c = 0u; c < 4u; c++)
-                xs[(4u * q + c) * BN4 + (tt >> 2u)][tt & 3u] = v[c];
+            xs[k4 * BN + tt] = pc.x.v[tok * xstride + b * 8u + k4];
         }
         barrier();
-        for (uint k = 0u; k < 32u; k++) {
-            vec4 a[TM4];
-            for (uint i = 0u; i < TM4; i++)
-                a[i] = ws[k * BM4 + tr * TM4 + i];
-            for (uint j4 = 0u; j4 < TN4; j4++) {
-                vec4 bx = xs[k * BN4 + tc * TN4 + j4];
-                for (uint c = 0u; c < 4u; c++)
-                    for (uint i = 0u; i < TM4; i++)
-                        acc[j4 * 4u + c][i] += a[i] * bx[c];
+        for (uint k4 = 0u; k4 < 8u; k4++) {
+            vec4 a[TM];
+            for (uint i = 0u; i < TM; i++)
+                a[i] = ws[k4 * BM + tr * TM + i];
+            for (uint j = 0u; j < TN; j++) {
+                vec4 bx = xs[k4 * BN + tc * TN + j];
+                for (uint i = 0u; i < TM; i++)
+                    acc[j][i] += dot(a[i], bx);
             }
         }
         barrier();
@@ -83,8 +88,7 @@ void main()
             uint row = row0 + tr * TM + i;
             if (row < pc.rows) {
                 uint o = tok * pc.ldy + row;
-                float s = acc[j][i >> 2u][i & 3u];
-                pc.y.v[o] = pc.accumulate != 0u ? pc.y.v[o] + s : s;
+                pc.y.v[o] = pc.accumulate != 0u ? pc.y.v[o] + acc[j][i] : acc[j][i];
             }
         }
     }

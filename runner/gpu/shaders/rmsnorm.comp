@@ -27,7 +27,7 @@ void main()
         ss += dot(v, v);
     }
     float total;
-    WORKGROUP_SUM(total, ss, red)
+    WORKGROUP_SUM(total, ss, red, MAX_SG)
     float inv = inversesqrt(total / float(pc.cols) + pc.eps);
     for (uint i = gl_LocalInvocationID.x; i < n4; i += gl_WorkGroupSize.x)
         pc.out_.v[ob + i] = pc.x.v[xb + i] * inv * pc.w.v[i];

@@ -7,7 +7,7 @@
  *  - embed: the rows gathered by id (and an out-of-range id giving NaN);
  *  - matvec and tiled matmul with x = the identity (token t is the unit vector e_t), so
  *    y[t][r] = W[r][t]: every product but one is 0 and every value chosen is exact in f32.
- * Once with the device's tuning and once with small workgroups (one subgroup on lavapipe). */
+ * With the device's tuning, then with rows split by 8-element units and by whole blocks. */
 #include "rgpu_harness.h"
 
 enum { MAX_R = 4, MAX_C = 96 };
@@ -168,14 +168,18 @@ int main(void)
     build_f16(&ts[2]);
     build_f32(&ts[3]);
     const char *names[4] = {"Q4_1", "Q8_0", "F16", "F32"};
-    /* the device profile, then workgroups of 8 (matvec, elementwise) and 4 x 4 tiles of 4 x 4 */
-    esag_tuning small = {.wg = 8, .norm_wg = 8, .mv_wg = 8, .mv_rows = 3, .mm_bm = 16, .mm_bn = 16,
-                         .mm_tm = 4, .mm_tn = 4};
-    const esag_tuning *tunings[2] = {NULL, &small};
-    for (int ti = 0; ti < 2; ti++) {
+    /* the device profile, then the kernels split by units (in several subgroups on lavapipe)
+     * and by whole blocks (one subgroup) */
+    esag_tuning units = {.wg = 8, .mv_wg = 64, .mv_rows = 3, .mv_split = ESAG_SPLIT_UNITS, .mm_bm = 16,
+                         .mm_bn = 16, .mm_tm = 4, .mm_tn = 4, .mm_split = ESAG_SPLIT_UNITS};
+    esag_tuning blocks = {.wg = 8, .mv_wg = 8, .mv_rows = 5, .mv_split = ESAG_SPLIT_BLOCKS, .mm_bm = 8,
+                          .mm_bn = 16, .mm_tm = 4, .mm_tn = 4, .mm_split = ESAG_SPLIT_BLOCKS};
+    const esag_tuning *tunings[3] = {NULL, &units, &blocks};
+    const char *tnames[3] = {"device profile", "split by units", "split by blocks"};
+    for (int ti = 0; ti < 3; ti++) {
         esag_kernels *k = rg_kernels(rt, tunings[ti]);
         for (int i = 0; i < 4; i++)
-            check_tensor(rt, k, &ts[i], names[i], ti ? "small workgroups" : "device profile");
+            check_tensor(rt, k, &ts[i], names[i], tnames[ti]);
         esag_kernels_destroy(k);
     }
     return rg_finish(rt, "test_rgpu_dequant");

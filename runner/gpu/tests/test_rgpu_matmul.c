@@ -95,16 +95,25 @@ int main(void)
     for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++)
         run_case(rt, k, &odd[i], "device profile");
     esag_kernels_destroy(k);
-    /* one subgroup a workgroup (on lavapipe), and tiles of 8 x 4 per invocation */
-    esag_tuning other[2] = {
-        {.wg = 8, .norm_wg = 8, .mv_wg = 8, .mv_rows = 1, .mm_bm = 16, .mm_bn = 16, .mm_tm = 4, .mm_tn = 4},
-        {.mv_wg = 128, .mv_rows = 7, .mm_bm = 32, .mm_bn = 16, .mm_tm = 8, .mm_tn = 4},
+    /* every kernel shape whatever the device profile: matvec split by units and by blocks, in
+     * one subgroup and in several (on lavapipe: 8 lanes), matmul dequantizing by units and by
+     * blocks, small and large register tiles */
+    static const struct { const char *name; esag_tuning t; } other[] = {
+        {"mv 8x1 units, mm 16x16/4x4 units",
+         {.mv_wg = 8, .mv_rows = 1, .mv_split = 1, .mm_bm = 16, .mm_bn = 16, .mm_tm = 4, .mm_tn = 4, .mm_split = 1}},
+        {"mv 128x7 blocks, mm 32x16/8x3 blocks",
+         {.mv_wg = 128, .mv_rows = 7, .mv_split = 2, .mm_bm = 32, .mm_bn = 18, .mm_tm = 8, .mm_tn = 3, .mm_split = 2}},
+        {"mv 64x2 units, mm 64x64/4x4 units (gpu)",
+         {.mv_wg = 64, .mv_rows = 2, .mv_split = 1, .mm_bm = 64, .mm_bn = 64, .mm_tm = 4, .mm_tn = 4, .mm_split = 1}},
+        {"mv 8x16 blocks, mm 128x64/16x16 blocks (cpu)",
+         {.mv_wg = 8, .mv_rows = 16, .mv_split = 2, .mm_bm = 128, .mm_bn = 64, .mm_tm = 16, .mm_tn = 16, .mm_split = 2}},
     };
-    for (int t = 0; t < 2; t++) {
-        k = rg_kernels(rt, &other[t]);
+    for (size_t t = 0; t < sizeof other / sizeof other[0]; t++) {
+        k = rg_kernels(rt, &other[t].t);
         for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++)
-            run_case(rt, k, &odd[i], t ? "mv 128x7, mm 32x16/8x4" : "mv 8x1, mm 16x16/4x4");
-        run_case(rt, k, &full[2], t ? "mv 128x7, mm 32x16/8x4" : "mv 8x1, mm 16x16/4x4");
+            run_case(rt, k, &odd[i], other[t].name);
+        run_case(rt, k, &full[2], other[t].name);
+        run_case(rt, k, &full[11], other[t].name);
         esag_kernels_destroy(k);
     }
     return rg_finish(rt, "test_rgpu_matmul");

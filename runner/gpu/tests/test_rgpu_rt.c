@@ -94,9 +94,9 @@ static void test_checks(esag_rt *rt, esag_kernels *k)
     esag_kernels *k2 = NULL;
     esag_tuning t = {.mm_bm = 64, .mm_tm = 6};
     EXPECT(esag_kernels_create(rt, &t, &k2) == ESAG_ERR_ARG && !k2, "mm_tm 6: %s", esag_rt_last_error(rt));
-    t = (esag_tuning){.mm_bm = 512, .mm_bn = 512, .mm_tm = 32, .mm_tn = 32};
+    t = (esag_tuning){.mm_bm = 1024, .mm_bn = 16, .mm_tm = 64, .mm_tn = 4}; /* 133 KiB */
     EXPECT(esag_kernels_create(rt, &t, &k2) == ESAG_ERR_ARG && strstr(esag_rt_last_error(rt), "shared memory"),
-           "512 x 512 tiles: %s", esag_rt_last_error(rt));
+           "1024 x 16 tiles: %s", esag_rt_last_error(rt));
     esag_kernels_destroy(k2);
     uint32_t code[4] = {0};
     VkPipeline p;
