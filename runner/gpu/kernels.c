@@ -45,7 +45,7 @@ typedef struct device_profile {
 
 static const device_profile PROFILES[] = {
     {"cpu", VK_PHYSICAL_DEVICE_TYPE_CPU,
-     {.wg = 64, .norm_wg = 64, .mv_wg = 8, .mv_rows = 16, .mv_split = ESAG_SPLIT_BLOCKS, .mv_max_tokens = 4,
+     {.wg = 64, .norm_wg = 8, .mv_wg = 8, .mv_rows = 16, .mv_split = ESAG_SPLIT_BLOCKS, .mv_max_tokens = 8,
       .mm_bm = 128, .mm_bn = 64, .mm_tm = 16, .mm_tn = 16, .mm_split = ESAG_SPLIT_BLOCKS}},
     {"gpu", VK_PHYSICAL_DEVICE_TYPE_MAX_ENUM,
      {.wg = 256, .norm_wg = 256, .mv_wg = 64, .mv_rows = 2, .mv_split = ESAG_SPLIT_UNITS, .mv_max_tokens = 4,
