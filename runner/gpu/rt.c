@@ -406,6 +406,7 @@ esag_status esag_rt_create(const esag_rt_desc *desc, esag_rt **out)
     if (!rt)
         return ESAG_ERR_HOST_MEMORY;
     rt->print_validation = desc ? desc->print_validation : 0;
+    rt->unmapped_device_buffers = desc ? desc->unmapped_device_buffers : 0;
     int attention = !(desc && desc->without_attention);
     esag_status s = ESAG_OK;
     rt->loader = esag_vk_open(&rt->vk);

@@ -53,6 +53,8 @@ typedef struct esag_rt_desc {
     int enable_validation;   /* VK_LAYER_KHRONOS_validation, messages counted (see below) */
     int print_validation;    /* print each validation message to stderr */
     int without_attention;   /* 1: do not create the esa-vk context (kernel tests, tools) */
+    int unmapped_device_buffers; /* 1: never map ESAG_MEM_DEVICE buffers, as on a discrete GPU
+                                  * (tests the staging copies on unified-memory devices) */
     /* Optional: where esag_rt_create writes why it failed (NUL-terminated, truncated). */
     char *error_message;
     size_t error_message_size;

@@ -89,7 +89,8 @@ esag_status esag_buffer_create(esag_rt *rt, VkDeviceSize size, esag_mem kind, es
     if (r == VK_SUCCESS)
         r = vk->vkBindBufferMemory(rt->device, out->buffer, out->memory, 0);
     VkMemoryPropertyFlags flags = rt->mem_props.memoryTypes[t].propertyFlags;
-    if (r == VK_SUCCESS && (flags & VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT))
+    int map = (flags & VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT) && !(kind == ESAG_MEM_DEVICE && rt->unmapped_device_buffers);
+    if (r == VK_SUCCESS && map)
         r = vk->vkMapMemory(rt->device, out->memory, 0, VK_WHOLE_SIZE, 0, &out->map);
     if (r != VK_SUCCESS) {
         esag_buffer_destroy(rt, out);

@@ -30,6 +30,7 @@ struct esag_rt {
     esa_context *esa;
     uint32_t validation_count;            /* UINT32_MAX: asked for, layer missing */
     int print_validation;
+    int unmapped_device_buffers;          /* esag_rt_desc */
     char last_error[512];
 };
 

@@ -29,6 +29,8 @@ static void test_device_choice(void)
     EXPECT(esag_rt_create(NULL, NULL) == ESAG_ERR_ARG, "NULL out");
 }
 
+/* Round trips through every kind of buffer (and, on a second runtime whose device buffers are
+ * never mapped, through the staging copies a discrete GPU takes), offsets, and the refusals. */
 static void test_buffers(esag_rt *rt)
 {
     enum { N = 1000 };
@@ -51,6 +53,26 @@ static void test_buffers(esag_rt *rt)
                "write past the end: %s", esag_rt_last_error(rt));
         esag_buffer_destroy(rt, &b);
         esag_buffer_destroy(rt, &b); /* a zeroed buffer is accepted */
+    }
+    /* staging: more than one chunk, at an offset */
+    esag_rt_desc ud = {.without_attention = 1, .unmapped_device_buffers = 1};
+    esag_rt *rt2 = NULL;
+    EXPECT(esag_rt_create(&ud, &rt2) == ESAG_OK, "a second runtime");
+    if (rt2) {
+        size_t n = (16u << 20) / 4 + 1000; /* 16 MiB + 4000 bytes: two staging chunks */
+        uint32_t *big_src = malloc(4 * n), *big_back = calloc(n, 4);
+        for (size_t i = 0; i < n; i++)
+            big_src[i] = (uint32_t)i * 2654435761u;
+        esag_buffer b;
+        EXPECT(esag_buffer_create(rt2, 4 * n + 64, ESAG_MEM_DEVICE, &b) == ESAG_OK && b.map == NULL,
+               "unmapped device buffer");
+        EXPECT(esag_buffer_write(rt2, &b, 64, big_src, 4 * n) == ESAG_OK, "staged write: %s", esag_rt_last_error(rt2));
+        EXPECT(esag_buffer_read(rt2, &b, 64, big_back, 4 * n) == ESAG_OK, "staged read: %s", esag_rt_last_error(rt2));
+        EXPECT(memcmp(big_src, big_back, 4 * n) == 0, "staged round trip");
+        esag_buffer_destroy(rt2, &b);
+        esag_rt_destroy(rt2);
+        free(big_src);
+        free(big_back);
     }
     esag_buffer big;
     uint64_t too_big = esag_rt_device_info(rt)->max_memory_allocation_size + 1;
