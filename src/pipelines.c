@@ -16,10 +16,9 @@ static const shader_entry shaders[ESA_PIPE_COUNT] = {
     [ESA_PIPE_COMPRESS] = {esa_shader_compress_spv, &esa_shader_compress_spv_size},
     [ESA_PIPE_SCORE] = {esa_shader_score_spv, &esa_shader_score_spv_size},
     [ESA_PIPE_PROXIMITY] = {esa_shader_proximity_spv, &esa_shader_proximity_spv_size},
-    [ESA_PIPE_TOPK_HIST] = {esa_shader_topk_hist_spv, &esa_shader_topk_hist_spv_size},
     [ESA_PIPE_TOPK_PICK] = {esa_shader_topk_pick_spv, &esa_shader_topk_pick_spv_size},
-    [ESA_PIPE_TOPK_COUNT] = {esa_shader_topk_count_spv, &esa_shader_topk_count_spv_size},
-    [ESA_PIPE_TOPK_SCAN] = {esa_shader_topk_scan_spv, &esa_shader_topk_scan_spv_size},
+    [ESA_PIPE_TOPK_FILTER] = {esa_shader_topk_filter_spv, &esa_shader_topk_filter_spv_size},
+    [ESA_PIPE_TOPK_RESOLVE] = {esa_shader_topk_resolve_spv, &esa_shader_topk_resolve_spv_size},
     [ESA_PIPE_TOPK_WRITE] = {esa_shader_topk_write_spv, &esa_shader_topk_write_spv_size},
     [ESA_PIPE_MERGE] = {esa_shader_merge_spv, &esa_shader_merge_spv_size},
 };
@@ -94,8 +93,8 @@ esa_status esa_pipelines_create(esa_context *ctx)
         } else if (i == ESA_PIPE_PROXIMITY) {
             spec[1] = ESA_MAX_RADIUS;
             nspec = 2;
-        } else if (i == ESA_PIPE_TOPK_COUNT || i == ESA_PIPE_TOPK_SCAN || i == ESA_PIPE_TOPK_WRITE) {
-            nspec = 0; /* fixed local size */
+        } else if (i >= ESA_PIPE_TOPK_PICK && i <= ESA_PIPE_TOPK_WRITE) {
+            nspec = 0; /* fixed local sizes: the block layout depends on them */
         }
         s = make_pipeline(ctx, m, spec, nspec, &ctx->pipes[i]);
         ctx->vk.vkDestroyShaderModule(ctx->device, m, NULL);

@@ -55,21 +55,17 @@ void esa_record_proximity(esa_cache *c, VkCommandBuffer cb, uint32_t lm, uint32_
 void esa_record_topk(esa_cache *c, VkCommandBuffer cb, uint32_t lm, uint32_t k, uint32_t pos0,
                      VkDeviceAddress out)
 {
+    /* shaders/topk.glsl: pick (1 workgroup), filter (the one read of the keys), resolve (1
+     * workgroup, over the candidates), write (reads the bitmap, lm / 8 bytes) */
     uint32_t nblocks = esa_div_up(lm, ESA_TOPK_BLOCK);
     esa_pc_topk pc = {
         .keys = c->keys.address, .state = c->topk.address, .blocks = c->blocks.address,
-        .out = out, .lm = lm, .k = k, .nblocks = nblocks, .pos0 = pos0,
+        .bits = c->topk_bits.address, .cand = c->cand.address, .out = out, .lm = lm, .k = k,
+        .nblocks = nblocks, .pos0 = pos0, .cap = c->d.max_tokens,
     };
-    /* the histogram of pass 0 was gathered by proximity.comp */
-    uint32_t hist_groups = esa_min_u32(esa_div_up(lm, c->ctx->wg_size), 1024u);
-    for (uint32_t pass = 0; pass < 3; pass++) {
-        pc.pass = pass;
-        if (pass > 0)
-            dispatch(c, cb, ESA_PIPE_TOPK_HIST, &pc, sizeof pc, hist_groups, 1);
-        dispatch(c, cb, ESA_PIPE_TOPK_PICK, &pc, sizeof pc, 1, 1);
-    }
-    dispatch(c, cb, ESA_PIPE_TOPK_COUNT, &pc, sizeof pc, nblocks, 1);
-    dispatch(c, cb, ESA_PIPE_TOPK_SCAN, &pc, sizeof pc, 1, 1);
+    dispatch(c, cb, ESA_PIPE_TOPK_PICK, &pc, sizeof pc, 1, 1);
+    dispatch(c, cb, ESA_PIPE_TOPK_FILTER, &pc, sizeof pc, nblocks, 1);
+    dispatch(c, cb, ESA_PIPE_TOPK_RESOLVE, &pc, sizeof pc, 1, 1);
     dispatch(c, cb, ESA_PIPE_TOPK_WRITE, &pc, sizeof pc, nblocks, 1);
 }
 
