@@ -11,8 +11,11 @@ layout(local_size_x = WORDS) in;
 void main()
 {
     uint lid = gl_LocalInvocationIndex, blk = gl_WorkGroupID.x;
+    uint first = pc.blocks.v[blk];
+    if (first == (blk + 1u < pc.nblocks ? pc.blocks.v[blk + 1u] : pc.k))
+        return; // nothing selected here (uniform: every invocation reads the same words)
     uint w = pc.bits.v[blk * WORDS + lid];
-    uint at = pc.blocks.v[blk] + wg_exclusive_add(bitCount(w));
+    uint at = first + wg_exclusive_add(bitCount(w));
     uint pos = pc.pos0 + blk * BLOCK + lid * 32u;
     for (; w != 0u; w &= w - 1u, at++)
         if (at < pc.k) // holds whenever the counts agree; never write past out[k]
