@@ -1,16 +1,17 @@
 #version 450
-// topk_filter.comp - the one read of the keys, a workgroup per block of BLOCK keys: a key above
-// the threshold bin of digit 0 (or in it, when the whole bin is taken) is selected: its bit is
-// set in the block's bitmap and counted in blocks[]; a key in the bin is a candidate, appended
-// as (key, index) to the list topk_resolve reads, and counted in the digit-1 histogram. The
-// list's order depends on atomic timing; nothing downstream depends on that order.
+// topk_filter.comp - a read of the keys, a workgroup per block of BLOCK keys: a key above the
+// threshold prefix (bits 31..21, or 31..10 after a deep pick), or on it when all keys on it are
+// taken, is selected: its bit is set in the block's bitmap and counted in blocks[]; a key on
+// the prefix is a candidate, appended as (key, index) to the list topk_resolve reads, counted
+// in the histogram of its next digit (bits 20..10, or 9..0) and in blocks[nblocks + block].
+// The list's order depends on atomic timing; nothing downstream depends on that order.
 #include "topk.glsl"
 
 layout(local_size_x = 256) in;
 
 const uint ITEMS = BLOCK / gl_WorkGroupSize.x; // keys per invocation, at most 32 (a bit mask)
 
-// Past this many candidates in a block, its digit-1 counts go through shared memory.
+// Past this many candidates in a block, its histogram goes through shared memory.
 const uint MANY = gl_WorkGroupSize.x;
 
 shared uint s_bits[WORDS];
@@ -20,7 +21,8 @@ shared uint s_taken, s_ncand, s_at;
 void main()
 {
     uint lid = gl_LocalInvocationIndex, blk = gl_WorkGroupID.x, base = blk * BLOCK;
-    uint bin = pc.state.v[S_BIN];
+    uint prefix = pc.state.v[S_PREFIX], shift = pc.state.v[S_SHIFT];
+    uint next = shift == 21u ? 10u : 0u, nmask = shift == 21u ? BINS - 1u : 1023u;
     bool whole = pc.state.v[S_ALL] != 0u;
     for (uint w = lid; w < WORDS; w += gl_WorkGroupSize.x)
         s_bits[w] = 0u;
@@ -34,11 +36,11 @@ void main()
         uint j = base + i * gl_WorkGroupSize.x + lid; // neighbours read neighbours
         if (j >= pc.lm)
             break;
-        uint d = pc.keys.v[j] >> 21;
-        if (d > bin || (d == bin && whole)) {
+        uint d = pc.keys.v[j] >> shift;
+        if (d > prefix || (d == prefix && whole)) {
             atomicOr(s_bits[(j - base) >> 5], 1u << (j & 31u));
             taken++;
-        } else if (d == bin) {
+        } else if (d == prefix) {
             cmask |= 1u << i;
         }
     }
@@ -49,6 +51,7 @@ void main()
     barrier();
     if (lid == 0u) {
         pc.blocks.v[blk] = s_taken;
+        pc.blocks.v[pc.nblocks + blk] = s_ncand;
         s_at = s_ncand != 0u ? atomicAdd(pc.state.v[S_NCAND], s_ncand) : 0u;
     }
     for (uint w = lid; w < WORDS; w += gl_WorkGroupSize.x)
@@ -65,7 +68,7 @@ void main()
         uint j = base + uint(findLSB(cmask)) * gl_WorkGroupSize.x + lid;
         uint key = pc.keys.v[j];
         pc.cand.v[at++] = uvec2(key, j);
-        uint d = (key >> 10) & (BINS - 1u);
+        uint d = (key >> next) & nmask;
         if (many)
             atomicAdd(s_hist[d], 1u);
         else

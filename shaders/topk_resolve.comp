@@ -1,13 +1,15 @@
 #version 450
-// topk_resolve.comp - one workgroup, over the candidates of topk_filter only (the keys in the
-// threshold bin of digit 0: usually a few thousand; lm at worst, e.g. when all keys are equal):
-//   1. digit 1 (bits 20..10): its bin b1 from the histogram topk_filter gathered;
-//   2. one read of the candidates: those above b1 are taken, those in b1 ("survivors") are
+// topk_resolve.comp - one workgroup, over the candidates of topk_filter only (the keys on the
+// threshold prefix: usually a few thousand; lm at worst, when all keys are equal):
+//   1. (prefix of bits 31..21) digit 1 (bits 20..10): its bin b1 from the histogram
+//      topk_filter gathered;
+//   2. one read of the candidates: those above b1 are taken, those on it ("survivors") are
 //      counted by digit 2 (bits 9..0) and by block, and copied behind the list when there is
-//      room, so the next read sees only them;
+//      room, so the next read sees only them. After a deep pick (prefix of bits 31..10) the
+//      candidates are the survivors, and topk_filter counted them by digit 2 and by block;
 //   3. digit 2 gives the exact threshold key T and `need`, how many keys equal to T to take.
-//      When fewer are needed than there are, the per-block counts of the ties find the block
-//      where the running count reaches `need`;
+//      When fewer are needed than there are, per-block counts of the ties find the block where
+//      the running count reaches `need`;
 //   4. one read of the survivors: a key > T is taken, and so is a key equal to T in a block
 //      before that one; the ties in that block form a bitmap whose lowest `need` are taken.
 // Taking a key sets its bit in the selection bitmap and counts it in its block; last, an
@@ -30,30 +32,25 @@ void take(uvec2 c)
     atomicOr(pc.bits.v[c.y >> 5], 1u << (c.y & 31u));
 }
 
-void resolve(uint n, uint nblk)
+// Steps 1 and 2: t holds bits 31..21 of T and gets bits 20..10. Returns true when every key
+// on the new prefix is taken (then nothing is left to do); else the survivors are counted in
+// s_cnt and are cand[n, n + m) when copy, or those of cand[0, n) with t's bits 31..10.
+bool digit1(uint n, uint nblk, inout uint t, inout uint need, out uint m, out bool copy)
 {
     uint lid = gl_LocalInvocationIndex, wg = gl_WorkGroupSize.x;
-    uint need = pc.state.v[S_NEED];
-    uint t = pc.state.v[S_BIN] << 21; // the threshold key, as far as it is known
-
-    // 1. digit 1
     for (uint b = lid; b < BINS; b += wg)
         s_cnt[b] = pc.state.v[S_HIST1 + b];
-    barrier();
     wg_crossing(0u, BINS, true, need);
     uint b1 = s_cross_at;
     need -= s_cross_before;
-    uint m = s_cnt[b1];
-    bool whole = m == need; // then every key >= t | b1 << 10 is taken: step 2 does it all
+    m = s_cnt[b1];
+    bool whole = m == need; // then every key >= t | b1 << 10 is taken: this read does it all
     t |= b1 << 10;
-    bool copy = !whole && m <= pc.cap - n;
+    copy = !whole && m <= pc.cap - n;
     barrier();
 
-    // 2. the candidates: take those above b1, count the survivors
     for (uint i = lid; i < TIES + nblk; i += wg)
         s_cnt[i] = 0u;
-    for (uint w = lid; w < WORDS; w += wg)
-        s_tie[w] = 0u;
     if (lid == 0u)
         s_m = 0u;
     barrier();
@@ -70,19 +67,25 @@ void resolve(uint n, uint nblk)
         }
     }
     barrier();
-    if (whole)
-        return;
+    return whole;
+}
 
-    // 3. digit 2: t becomes T exactly
+// Steps 3 and 4: t holds bits 31..10 of T; s_cnt[0, 1024) counts digit 2 of the m survivors,
+// which are the candidates in cand[first, first + count) with t's bits 31..10, and
+// s_cnt[TIES + b] counts the survivors of block b.
+void last_digit(uint nblk, uint t, uint need, uint first, uint count, uint m)
+{
+    uint lid = gl_LocalInvocationIndex, wg = gl_WorkGroupSize.x;
+    for (uint w = lid; w < WORDS; w += wg)
+        s_tie[w] = 0u;
     wg_crossing(0u, 1024u, true, need);
     uint ties = s_cnt[s_cross_at];
     need -= s_cross_before;
-    t |= s_cross_at;
-    whole = ties == need; // then every key >= T is taken
-    uint first = copy ? n : 0u, count = copy ? m : n; // the survivors are in here
-    uint cut = 0xffffffffu;                           // the block where the ties run out
+    t |= s_cross_at;            // T, exactly
+    bool whole = ties == need;  // then every key >= T is taken
+    uint cut = 0xffffffffu;     // the block where the ties run out
     if (!whole) {
-        if (ties != m) { // survivors other than T were counted by block too: count again
+        if (ties != m) { // other survivors than the ties were counted: count the ties alone
             barrier();
             for (uint b = lid; b < nblk; b += wg)
                 s_cnt[TIES + b] = 0u;
@@ -99,7 +102,6 @@ void resolve(uint n, uint nblk)
         need -= s_cross_before; // ties to take in block cut
     }
 
-    // 4. the survivors
     for (uint i = first + lid; i < first + count; i += wg) {
         uvec2 c = pc.cand.v[i];
         if ((c.x ^ t) >> 10 != 0u)
@@ -111,36 +113,49 @@ void resolve(uint n, uint nblk)
             atomicOr(s_tie[(c.y % BLOCK) >> 5], 1u << (c.y & 31u));
     }
     barrier();
-    if (!whole) {
-        for (uint w = lid; w < WORDS; w += wg)
-            s_cnt[w] = bitCount(s_tie[w]);
-        barrier();
-        wg_crossing(0u, WORDS, false, need);
-        uint last = s_cross_at, r = need - s_cross_before; // the r-th tie of word `last`
-        for (uint w = lid; w <= last; w += wg) {
-            uint bits = s_tie[w];
-            if (w == last) {
-                uint keep = 0u;
-                for (; r > 0u; r--) {
-                    keep |= bits & (0u - bits); // lowest remaining bit
-                    bits &= bits - 1u;
-                }
-                bits = keep;
+    if (whole)
+        return;
+    for (uint w = lid; w < WORDS; w += wg)
+        s_cnt[w] = bitCount(s_tie[w]);
+    wg_crossing(0u, WORDS, false, need);
+    uint last = s_cross_at, r = need - s_cross_before; // the r-th tie of word `last`
+    for (uint w = lid; w <= last; w += wg) {
+        uint bits = s_tie[w];
+        if (w == last) {
+            uint keep = 0u;
+            for (; r > 0u; r--) {
+                keep |= bits & (0u - bits); // lowest remaining bit
+                bits &= bits - 1u;
             }
-            if (bits != 0u)
-                atomicOr(pc.bits.v[cut * WORDS + w], bits);
+            bits = keep;
         }
-        if (lid == 0u)
-            atomicAdd(pc.blocks.v[cut], need);
+        if (bits != 0u)
+            atomicOr(pc.bits.v[cut * WORDS + w], bits);
     }
+    if (lid == 0u)
+        atomicAdd(pc.blocks.v[cut], need);
 }
 
 void main()
 {
     uint lid = gl_LocalInvocationIndex, wg = gl_WorkGroupSize.x;
     uint n = pc.state.v[S_NCAND], nblk = pc.nblocks;
-    if (pc.state.v[S_ALL] == 0u) // else topk_filter took the whole bin and left no candidates
-        resolve(n, nblk);
+    // (uniform branches: every invocation reads the same words)
+    if (pc.state.v[S_ALL] == 0u) { // else topk_filter took all keys on the prefix
+        uint need = pc.state.v[S_NEED], prefix = pc.state.v[S_PREFIX];
+        if (pc.state.v[S_SHIFT] == 21u) {
+            uint t = prefix << 21, m;
+            bool copy;
+            if (!digit1(n, nblk, t, need, m, copy))
+                last_digit(nblk, t, need, copy ? n : 0u, copy ? m : n, m);
+        } else { // deep: the candidates are the survivors
+            for (uint b = lid; b < 1024u; b += wg)
+                s_cnt[b] = pc.state.v[S_HIST1 + b];
+            for (uint b = lid; b < nblk; b += wg)
+                s_cnt[TIES + b] = pc.blocks.v[nblk + b];
+            last_digit(nblk, prefix << 10, need, 0u, n, n);
+        }
+    }
 
     // offsets: blocks[] was counted with atomics, so it is read with them
     memoryBarrierBuffer();

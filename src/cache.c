@@ -217,7 +217,7 @@ static esa_status alloc_all(esa_cache *c)
     ALLOC(&c->keys, T * 4, ESA_MEM_DEVICE);
     ALLOC(&c->topk, ESA_TOPK_STATE_WORDS * 4, ESA_MEM_DEVICE);
     uint64_t blocks = esa_div_up(d->max_tokens, ESA_TOPK_BLOCK);
-    ALLOC(&c->blocks, blocks * 4, ESA_MEM_DEVICE);
+    ALLOC(&c->blocks, 2 * blocks * 4, ESA_MEM_DEVICE);
     ALLOC(&c->topk_bits, blocks * ESA_TOPK_WORDS * 4, ESA_MEM_DEVICE);
     ALLOC(&c->cand, T * 8, ESA_MEM_DEVICE);
     c->part_floats = 4ull * C * hd;
@@ -331,8 +331,8 @@ void esa_cache_destroy(esa_cache *c)
         }
     }
     esa_buffer *bs[] = {&c->rope, &c->a_exact, &c->qs, &c->qc, &c->rowmax, &c->f, &c->keys,
-                        &c->topk, &c->blocks, &c->topk_bits, &c->cand, &c->part_o, &c->part_ml, &c->upload,
-                        &c->download, &c->readback};
+                        &c->topk, &c->blocks, &c->topk_bits, &c->cand, &c->part_o,
+                        &c->part_ml, &c->upload, &c->download, &c->readback};
     for (size_t i = 0; i < sizeof bs / sizeof bs[0]; i++)
         esa_buffer_destroy(ctx, bs[i]);
     for (int v = 0; v < 2; v++)

@@ -26,6 +26,7 @@ enum esa_pipeline_id {
     ESA_PIPE_SCORE,
     ESA_PIPE_PROXIMITY,
     ESA_PIPE_TOPK_PICK,
+    ESA_PIPE_TOPK_HIST1,
     ESA_PIPE_TOPK_FILTER,
     ESA_PIPE_TOPK_RESOLVE,
     ESA_PIPE_TOPK_WRITE,
@@ -125,7 +126,8 @@ struct esa_cache {
     esa_buffer f;                 /* f32 [max_tokens] importance */
     esa_buffer keys;              /* uint [max_tokens] order keys after proximity */
     esa_buffer topk;              /* uint [ESA_TOPK_STATE_WORDS] */
-    esa_buffer blocks;            /* uint [max blocks]: top-k counts, then output offsets */
+    esa_buffer blocks;            /* uint [2][max blocks]: top-k counts (then output offsets),
+                                   * candidates */
     esa_buffer topk_bits;         /* uint [max blocks][ESA_TOPK_WORDS] selection bitmap */
     esa_buffer cand;              /* uint [max_tokens][2] top-k candidates (key, index) */
     esa_buffer part_o, part_ml;   /* partial slots */

@@ -17,6 +17,7 @@ static const shader_entry shaders[ESA_PIPE_COUNT] = {
     [ESA_PIPE_SCORE] = {esa_shader_score_spv, &esa_shader_score_spv_size},
     [ESA_PIPE_PROXIMITY] = {esa_shader_proximity_spv, &esa_shader_proximity_spv_size},
     [ESA_PIPE_TOPK_PICK] = {esa_shader_topk_pick_spv, &esa_shader_topk_pick_spv_size},
+    [ESA_PIPE_TOPK_HIST1] = {esa_shader_topk_hist1_spv, &esa_shader_topk_hist1_spv_size},
     [ESA_PIPE_TOPK_FILTER] = {esa_shader_topk_filter_spv, &esa_shader_topk_filter_spv_size},
     [ESA_PIPE_TOPK_RESOLVE] = {esa_shader_topk_resolve_spv, &esa_shader_topk_resolve_spv_size},
     [ESA_PIPE_TOPK_WRITE] = {esa_shader_topk_write_spv, &esa_shader_topk_write_spv_size},
@@ -135,9 +136,10 @@ void esa_cmd_barrier(esa_context *ctx, VkCommandBuffer cb)
         .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
         .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
         .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT |
-                         VK_ACCESS_TRANSFER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT,
+                         VK_ACCESS_TRANSFER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT |
+                         VK_ACCESS_INDIRECT_COMMAND_READ_BIT, /* topk_pick writes dispatch sizes */
     };
-    ctx->vk.vkCmdPipelineBarrier(cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
-                                 VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
-                                 0, 1, &mb, 0, NULL, 0, NULL);
+    VkPipelineStageFlags src = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
+    ctx->vk.vkCmdPipelineBarrier(cb, src, src | VK_PIPELINE_STAGE_DRAW_INDIRECT_BIT, 0, 1, &mb, 0,
+                                 NULL, 0, NULL);
 }
