@@ -339,10 +339,10 @@ static void test_topk_large(esa_cache *c, uint32_t lm)
     free(f);
 }
 
-/* Inputs aimed at topk_filter/topk_resolve: candidate lists as long as lm, thresholds inside a
- * plateau of equal keys (the position cutoff), k next to lm, keys that differ only in the
- * later digits. */
-static void test_topk_adversarial(esa_cache *c, uint32_t big_lm)
+/* Inputs aimed at the top-k passes (shaders/topk.glsl): candidate lists as long as lm,
+ * thresholds inside a plateau of equal keys (the position cutoff), k next to lm, keys that
+ * differ only in the later digits, deep picks (a huge first bin), no room to copy survivors. */
+static void test_topk_adversarial(esa_context *ctx, esa_cache *c, uint32_t big_lm)
 {
     char what[160];
     float *f = xmalloc(sizeof(float) * big_lm);
@@ -391,6 +391,18 @@ static void test_topk_adversarial(esa_cache *c, uint32_t big_lm)
     snprintf(what, sizeof what, "top-k digit-1 lm=%u k=2048 radius=0", big_lm);
     check_topk(c, what, f, big_lm, 0, 2048, 0);
 
+    /* a deep pick that settles: all keys in one bin of bits 31..21, exactly k of them above
+     * the rest in bits 20..10 */
+    for (uint32_t j = 0; j < big_lm; j++)
+        f[j] = 1.0f;
+    for (uint32_t placed = 0; placed < 2048;) {
+        uint32_t j = (uint32_t)(rng_u64() % big_lm);
+        placed += f[j] == 1.0f;
+        f[j] = 1.0f + 0x1p-10f;
+    }
+    snprintf(what, sizeof what, "top-k deep-whole lm=%u k=2048 radius=0", big_lm);
+    check_topk(c, what, f, big_lm, 0, 2048, 0);
+
     /* normal scores at lm = 1M, k at its limit */
     fill_dist(f, big_lm, D_NORMAL);
     snprintf(what, sizeof what, "top-k normal lm=%u k=%u radius=1", big_lm, ESA_MAX_TOP_K);
@@ -408,6 +420,21 @@ static void test_topk_adversarial(esa_cache *c, uint32_t big_lm)
             check_topk(c, what, f, near[i][0], 1, near[i][1], 3);
         }
     free(f);
+
+    /* a cache whose candidate list has no room behind the candidates for the survivors:
+     * 60000 candidates (too few for a deep pick): 10000 below, 40000 in and 10000 above the
+     * threshold's bin of bits 20..10 */
+    esa_cache_desc small = {.n_layers = 1, .n_heads = 1, .n_kv_heads = 1, .head_dim = 16,
+                            .compress_dim = 8, .chunk = 16, .max_tokens = 70000};
+    esa_cache *sc = make_cache(ctx, &small);
+    f = xmalloc(sizeof(float) * 70000);
+    for (uint32_t j = 0; j < 70000; j++)
+        f[j] = j % 7 == 0 ? -5.0f : j % 7 == 1 ? 1.05f : j % 7 == 2 ? 1.24f
+             : (j & 1) ? 1.2f : nextafterf(1.2f, 2.0f);
+    check_topk(sc, "top-k no-room lm=70000 k=12048 radius=0", f, 70000, 0, 12048, 0);
+    check_topk(sc, "top-k no-room lm=70000 k=30001 radius=0", f, 70000, 0, 30001, 5);
+    free(f);
+    esa_cache_destroy(sc);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -789,7 +816,7 @@ int main(void)
     PART("proximity", test_proximity(c, big_lm));
     PART("top-k", test_topk(c));
     PART("top-k 1M", test_topk_large(c, big_lm));
-    PART("top-k adv", test_topk_adversarial(c, big_lm));
+    PART("top-k adv", test_topk_adversarial(ctx, c, big_lm));
     PART("compress", test_compress(c));
     PART("scores 4.2M", check_scores_huge(c, 2, huge_lm - 7, 7));
     esa_cache_destroy(c);
