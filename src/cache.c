@@ -73,7 +73,7 @@ static esa_status resolve_desc(esa_context *ctx, const esa_cache_desc *in, esa_c
     CHECK(d->max_tokens >= 1, "max_tokens is required");
     CHECK(d->max_tokens <= (1u << 30) / d->n_kv_heads / d->head_dim,
           "max_tokens too large for 32-bit element indices (max_tokens*G*d must be < 2^30)");
-    /* one workgroup of 256 per middle token block in proximity.comp: at most 65535 of them */
+    /* dispatches over the middle tokens (proximity, top-k) stay within 65535 workgroups */
     CHECK(d->max_tokens <= ESA_MAX_TOKENS, "max_tokens must be <= %u (got %u)", ESA_MAX_TOKENS,
           d->max_tokens);
     return ESA_SUCCESS;

@@ -56,6 +56,7 @@ struct esa_context {
     VkPipeline pipes[ESA_PIPE_COUNT];
     VkShaderModule attend_module; /* attend pipelines depend on the shape: made per cache */
     uint32_t wg_size;             /* default workgroup size of the 1-D kernels */
+    uint32_t proximity_items;     /* keys per invocation of proximity.comp */
     uint32_t score_tile;          /* floats of queries score.comp holds: d' may not exceed it */
     int32_t last_vk;
     char last_error[512];

@@ -76,12 +76,18 @@ esa_status esa_pipelines_create(esa_context *ctx)
     uint32_t compress_tile = esa_min_u32(2048u, shared_floats / 2u);
     uint32_t score_tile = esa_min_u32(4096u, shared_floats / 2u);
     ctx->score_tile = score_tile;
+    /* proximity: its tile and halo of keys plus a 2048-bin histogram in shared memory */
+    ctx->proximity_items = 16;
+    while (ctx->proximity_items > 1 &&
+           ((uint64_t)ctx->proximity_items * wg + 2u * ESA_MAX_RADIUS + ESA_TOPK_BINS) * 4u >
+               ctx->info.max_shared_memory)
+        ctx->proximity_items /= 2;
     for (int i = 0; i < ESA_PIPE_COUNT; i++) {
         VkShaderModule m;
         esa_status s = make_module(ctx, shaders[i].code, *shaders[i].size, &m);
         if (s != ESA_SUCCESS)
             return s;
-        uint32_t spec[2] = {wg, 0};
+        uint32_t spec[3] = {wg, 0, 0};
         uint32_t nspec = 1;
         if (i == ESA_PIPE_COMPRESS) {
             spec[0] = 64;
@@ -93,7 +99,8 @@ esa_status esa_pipelines_create(esa_context *ctx)
             nspec = 2;
         } else if (i == ESA_PIPE_PROXIMITY) {
             spec[1] = ESA_MAX_RADIUS;
-            nspec = 2;
+            spec[2] = ctx->proximity_items;
+            nspec = 3;
         } else if (i >= ESA_PIPE_TOPK_PICK && i <= ESA_PIPE_TOPK_WRITE) {
             nspec = 0; /* fixed local sizes: the block layout depends on them */
         }

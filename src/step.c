@@ -49,7 +49,8 @@ void esa_record_proximity(esa_cache *c, VkCommandBuffer cb, uint32_t lm, uint32_
         .f = c->f.address, .keys = c->keys.address, .state = c->topk.address, .lm = lm,
         .radius = radius,
     };
-    dispatch(c, cb, ESA_PIPE_PROXIMITY, &px, sizeof px, esa_div_up(lm, c->ctx->wg_size), 1);
+    dispatch(c, cb, ESA_PIPE_PROXIMITY, &px, sizeof px,
+             esa_div_up(lm, c->ctx->wg_size * c->ctx->proximity_items), 1);
 }
 
 void esa_record_topk(esa_cache *c, VkCommandBuffer cb, uint32_t lm, uint32_t k, uint32_t pos0,

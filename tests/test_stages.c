@@ -233,8 +233,8 @@ static void test_proximity(esa_cache *c, uint32_t max_lm)
             /* spikes at the array edges and at workgroup edges, everything else low */
             for (uint32_t i = 0; i < lm; i++)
                 f[i] = -1.0f - (float)(i % 7);
-            uint32_t spikes[] = {0, lm - 1, 255, 256, lm / 2};
-            for (size_t k = 0; k < 5; k++)
+            uint32_t spikes[] = {0, lm - 1, 255, 256, lm / 2, 4095, 4096};
+            for (size_t k = 0; k < sizeof spikes / sizeof spikes[0]; k++)
                 if (spikes[k] < lm)
                     f[spikes[k]] = 10.0f + (float)k;
             snprintf(what, sizeof what, "proximity spikes lm=%u radius=%u", lm, radii[ri]);
