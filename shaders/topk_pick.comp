@@ -1,43 +1,43 @@
 #version 450
-// topk_pick.comp - one workgroup: finds the digit bin that holds the k-th largest candidate,
-// narrows prefix/mask to it, lowers `need` by the keys above it, and clears the histogram for
-// the next pass. Pass 0 starts from need = k.
+// topk_pick.comp - one workgroup: the bin of the next digit that holds the k-th largest key,
+// from a histogram; how many keys of that bin to take, and whether that is all of them (then
+// no key needs a closer look).
+//   pass 0: digit 0 (bits 31..21), histogram by proximity.comp. Also sizes the dispatches of
+//           topk_hist1 and pass 1: empty unless the bin holds more than deep_limit() keys.
+//   pass 1: digit 1 (bits 20..10) of the keys in that bin, histogram by topk_hist1; clears it
+//           for the histogram topk_filter gathers.
+layout(local_size_x = 256) in;
 #include "topk.glsl"
-
-layout(local_size_x_id = 0) in;
-
-shared uint sh[BINS];
-shared uint s_done;
+#define SCAN_COUNTS BINS
+#include "wgscan.glsl"
 
 void main()
 {
-    uint lid = gl_LocalInvocationID.x, wg = gl_WorkGroupSize.x;
-    if (lid == 0u)
-        s_done = pc.pass == 0u ? 0u : pc.state.v[S_DONE];
-    for (uint b = lid; b < BINS; b += wg) {
-        sh[b] = pc.state.v[b];
-        pc.state.v[b] = 0u;
-    }
-    barrier();
-    if (lid != 0u || s_done != 0u)
-        return;
+    uint lid = gl_LocalInvocationIndex;
+    uint at = pc.pass == 0u ? 0u : S_HIST1;
+    for (uint b = lid; b < BINS; b += gl_WorkGroupSize.x)
+        s_cnt[b] = pc.state.v[at + b];
     uint need = pc.pass == 0u ? pc.k : pc.state.v[S_NEED];
-    uint shift = digit_shift(pc.pass), nb = 1u << digit_bits(pc.pass);
-    // Walk the bins from the largest digit down: the bin that crosses `need` is the threshold.
-    uint above = 0u, bin = 0u;
-    for (int b = int(nb) - 1; b >= 0; b--) {
-        uint h = sh[uint(b)];
-        if (above + h >= need) {
-            bin = uint(b);
-            break;
+    wg_crossing(0u, BINS, true, need);
+    if (pc.pass == 1u)
+        for (uint b = lid; b < BINS; b += gl_WorkGroupSize.x)
+            pc.state.v[S_HIST1 + b] = 0u;
+    if (lid == 0u) {
+        uint bin = s_cross_at, count = s_cnt[bin];
+        need -= s_cross_before;
+        bool all = count == need;
+        pc.state.v[S_PREFIX] = pc.pass == 0u ? bin : (pc.state.v[S_PREFIX] << 11) | bin;
+        pc.state.v[S_SHIFT] = pc.pass == 0u ? 21u : 10u;
+        pc.state.v[S_NEED] = need;
+        pc.state.v[S_ALL] = all ? 1u : 0u;
+        if (pc.pass == 0u) {
+            bool deep = !all && count > deep_limit();
+            pc.state.v[S_ARGS + 0u] = deep ? pc.nblocks : 0u;
+            pc.state.v[S_ARGS + 1u] = 1u;
+            pc.state.v[S_ARGS + 2u] = 1u;
+            pc.state.v[S_ARGS + 3u] = deep ? 1u : 0u;
+            pc.state.v[S_ARGS + 4u] = 1u;
+            pc.state.v[S_ARGS + 5u] = 1u;
         }
-        above += h;
     }
-    need -= above;
-    uint prefix = pc.pass == 0u ? 0u : pc.state.v[S_PREFIX];
-    uint mask = pc.pass == 0u ? 0u : pc.state.v[S_MASK];
-    pc.state.v[S_PREFIX] = prefix | (bin << shift);
-    pc.state.v[S_MASK] = mask | ((nb - 1u) << shift);
-    pc.state.v[S_NEED] = need;
-    pc.state.v[S_DONE] = (sh[bin] == need || pc.pass == 2u) ? 1u : 0u;
 }

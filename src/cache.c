@@ -5,6 +5,9 @@
 #include <math.h>
 #include <string.h>
 
+_Static_assert((ESA_MAX_TOKENS + ESA_TOPK_BLOCK - 1) / ESA_TOPK_BLOCK <= ESA_TOPK_MAX_BLOCKS,
+               "topk_resolve.comp keeps one shared counter per block of the longest middle");
+
 #define CHECK(cond, ...)                                                                       \
     do {                                                                                       \
         if (!(cond))                                                                           \
@@ -70,7 +73,7 @@ static esa_status resolve_desc(esa_context *ctx, const esa_cache_desc *in, esa_c
     CHECK(d->max_tokens >= 1, "max_tokens is required");
     CHECK(d->max_tokens <= (1u << 30) / d->n_kv_heads / d->head_dim,
           "max_tokens too large for 32-bit element indices (max_tokens*G*d must be < 2^30)");
-    /* one workgroup of 256 per middle token block in proximity.comp: at most 65535 of them */
+    /* dispatches over the middle tokens (proximity, top-k) stay within 65535 workgroups */
     CHECK(d->max_tokens <= ESA_MAX_TOKENS, "max_tokens must be <= %u (got %u)", ESA_MAX_TOKENS,
           d->max_tokens);
     return ESA_SUCCESS;
@@ -213,7 +216,10 @@ static esa_status alloc_all(esa_cache *c)
     ALLOC(&c->f, T * 4, ESA_MEM_DEVICE);
     ALLOC(&c->keys, T * 4, ESA_MEM_DEVICE);
     ALLOC(&c->topk, ESA_TOPK_STATE_WORDS * 4, ESA_MEM_DEVICE);
-    ALLOC(&c->blocks, 2ull * esa_div_up(d->max_tokens, ESA_TOPK_BLOCK) * 4, ESA_MEM_DEVICE);
+    uint64_t blocks = esa_div_up(d->max_tokens, ESA_TOPK_BLOCK);
+    ALLOC(&c->blocks, 2 * blocks * 4, ESA_MEM_DEVICE);
+    ALLOC(&c->topk_bits, blocks * ESA_TOPK_WORDS * 4, ESA_MEM_DEVICE);
+    ALLOC(&c->cand, T * 8, ESA_MEM_DEVICE);
     c->part_floats = 4ull * C * hd;
     if (c->part_floats < 1024ull * hd)
         c->part_floats = 1024ull * hd;
@@ -325,8 +331,8 @@ void esa_cache_destroy(esa_cache *c)
         }
     }
     esa_buffer *bs[] = {&c->rope, &c->a_exact, &c->qs, &c->qc, &c->rowmax, &c->f, &c->keys,
-                        &c->topk, &c->blocks, &c->part_o, &c->part_ml, &c->upload,
-                        &c->download, &c->readback};
+                        &c->topk, &c->blocks, &c->topk_bits, &c->cand, &c->part_o,
+                        &c->part_ml, &c->upload, &c->download, &c->readback};
     for (size_t i = 0; i < sizeof bs / sizeof bs[0]; i++)
         esa_buffer_destroy(ctx, bs[i]);
     for (int v = 0; v < 2; v++)

@@ -27,10 +27,10 @@ enum esa_pipeline_id {
     ESA_PIPE_COMPRESS,
     ESA_PIPE_SCORE,
     ESA_PIPE_PROXIMITY,
-    ESA_PIPE_TOPK_HIST,
     ESA_PIPE_TOPK_PICK,
-    ESA_PIPE_TOPK_COUNT,
-    ESA_PIPE_TOPK_SCAN,
+    ESA_PIPE_TOPK_HIST1,
+    ESA_PIPE_TOPK_FILTER,
+    ESA_PIPE_TOPK_RESOLVE,
     ESA_PIPE_TOPK_WRITE,
     ESA_PIPE_MERGE,
     ESA_PIPE_PROBE,
@@ -61,6 +61,7 @@ struct esa_context {
     VkPipeline pipes[ESA_PIPE_COUNT];
     VkShaderModule attend_module; /* attend pipelines depend on the shape: made per cache */
     uint32_t wg_size;             /* default workgroup size of the 1-D kernels */
+    uint32_t proximity_items;     /* keys per invocation of proximity.comp */
     uint32_t score_tile;          /* floats of queries score.comp holds: d' may not exceed it */
     int32_t last_vk;
     char last_error[512];
@@ -149,7 +150,10 @@ struct esa_cache {
     esa_buffer f;                 /* f32 [max_tokens] importance */
     esa_buffer keys;              /* uint [max_tokens] order keys after proximity */
     esa_buffer topk;              /* uint [ESA_TOPK_STATE_WORDS] */
-    esa_buffer blocks;            /* uint [2][max blocks] */
+    esa_buffer blocks;            /* uint [2][max blocks]: top-k counts (then output offsets),
+                                   * candidates */
+    esa_buffer topk_bits;         /* uint [max blocks][ESA_TOPK_WORDS] selection bitmap */
+    esa_buffer cand;              /* uint [max_tokens][2] top-k candidates (key, index) */
     esa_buffer part_o, part_ml;   /* partial slots */
     uint64_t part_floats;         /* capacity of part_o in floats */
     esa_buffer upload;            /* host-visible q, k, v of one chunk */

@@ -33,7 +33,8 @@ esa_status esa_buffer_create(esa_context *ctx, VkDeviceSize size, enum esa_mem_k
         .sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
         .size = size,
         .usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_SHADER_DEVICE_ADDRESS_BIT |
-                 VK_BUFFER_USAGE_TRANSFER_DST_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT,
+                 VK_BUFFER_USAGE_TRANSFER_DST_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
+                 VK_BUFFER_USAGE_INDIRECT_BUFFER_BIT, /* top-k sizes some dispatches itself */
         .sharingMode = VK_SHARING_MODE_EXCLUSIVE,
     };
     VkResult r = vk->vkCreateBuffer(ctx->device, &bi, NULL, &out->buffer);

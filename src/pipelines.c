@@ -16,10 +16,10 @@ static const shader_entry shaders[ESA_PIPE_COUNT] = {
     [ESA_PIPE_COMPRESS] = {esa_shader_compress_spv, &esa_shader_compress_spv_size},
     [ESA_PIPE_SCORE] = {esa_shader_score_spv, &esa_shader_score_spv_size},
     [ESA_PIPE_PROXIMITY] = {esa_shader_proximity_spv, &esa_shader_proximity_spv_size},
-    [ESA_PIPE_TOPK_HIST] = {esa_shader_topk_hist_spv, &esa_shader_topk_hist_spv_size},
     [ESA_PIPE_TOPK_PICK] = {esa_shader_topk_pick_spv, &esa_shader_topk_pick_spv_size},
-    [ESA_PIPE_TOPK_COUNT] = {esa_shader_topk_count_spv, &esa_shader_topk_count_spv_size},
-    [ESA_PIPE_TOPK_SCAN] = {esa_shader_topk_scan_spv, &esa_shader_topk_scan_spv_size},
+    [ESA_PIPE_TOPK_HIST1] = {esa_shader_topk_hist1_spv, &esa_shader_topk_hist1_spv_size},
+    [ESA_PIPE_TOPK_FILTER] = {esa_shader_topk_filter_spv, &esa_shader_topk_filter_spv_size},
+    [ESA_PIPE_TOPK_RESOLVE] = {esa_shader_topk_resolve_spv, &esa_shader_topk_resolve_spv_size},
     [ESA_PIPE_TOPK_WRITE] = {esa_shader_topk_write_spv, &esa_shader_topk_write_spv_size},
     [ESA_PIPE_MERGE] = {esa_shader_merge_spv, &esa_shader_merge_spv_size},
     [ESA_PIPE_PROBE] = {esa_shader_probe_read_spv, &esa_shader_probe_read_spv_size},
@@ -77,12 +77,18 @@ esa_status esa_pipelines_create(esa_context *ctx)
     uint32_t compress_tile = esa_min_u32(2048u, shared_floats / 2u);
     uint32_t score_tile = esa_min_u32(4096u, shared_floats / 2u);
     ctx->score_tile = score_tile;
+    /* proximity: its tile and halo of keys plus a 2048-bin histogram in shared memory */
+    ctx->proximity_items = 16;
+    while (ctx->proximity_items > 1 &&
+           ((uint64_t)ctx->proximity_items * wg + 2u * ESA_MAX_RADIUS + ESA_TOPK_BINS) * 4u >
+               ctx->info.max_shared_memory)
+        ctx->proximity_items /= 2;
     for (int i = 0; i < ESA_PIPE_COUNT; i++) {
         VkShaderModule m;
         esa_status s = make_module(ctx, shaders[i].code, *shaders[i].size, &m);
         if (s != ESA_SUCCESS)
             return s;
-        uint32_t spec[2] = {wg, 0};
+        uint32_t spec[3] = {wg, 0, 0};
         uint32_t nspec = 1;
         if (i == ESA_PIPE_COMPRESS) {
             spec[0] = 64;
@@ -94,9 +100,10 @@ esa_status esa_pipelines_create(esa_context *ctx)
             nspec = 2;
         } else if (i == ESA_PIPE_PROXIMITY) {
             spec[1] = ESA_MAX_RADIUS;
-            nspec = 2;
-        } else if (i == ESA_PIPE_TOPK_COUNT || i == ESA_PIPE_TOPK_SCAN || i == ESA_PIPE_TOPK_WRITE) {
-            nspec = 0; /* fixed local size */
+            spec[2] = ctx->proximity_items;
+            nspec = 3;
+        } else if (i >= ESA_PIPE_TOPK_PICK && i <= ESA_PIPE_TOPK_WRITE) {
+            nspec = 0; /* fixed local sizes: the block layout depends on them */
         }
         s = make_pipeline(ctx, m, spec, nspec, &ctx->pipes[i]);
         ctx->vk.vkDestroyShaderModule(ctx->device, m, NULL);
@@ -137,9 +144,10 @@ void esa_cmd_barrier(esa_context *ctx, VkCommandBuffer cb)
         .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
         .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
         .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT |
-                         VK_ACCESS_TRANSFER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT,
+                         VK_ACCESS_TRANSFER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT |
+                         VK_ACCESS_INDIRECT_COMMAND_READ_BIT, /* topk_pick writes dispatch sizes */
     };
-    ctx->vk.vkCmdPipelineBarrier(cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
-                                 VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
-                                 0, 1, &mb, 0, NULL, 0, NULL);
+    VkPipelineStageFlags src = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
+    ctx->vk.vkCmdPipelineBarrier(cb, src, src | VK_PIPELINE_STAGE_DRAW_INDIRECT_BIT, 0, 1, &mb, 0,
+                                 NULL, 0, NULL);
 }

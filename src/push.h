@@ -37,28 +37,38 @@ _Static_assert(sizeof(esa_pc_score) == 56, "score push constants");
 typedef struct esa_pc_proximity { /* shaders/proximity.comp */
     uint64_t f;                 /* f32 [lm] */
     uint64_t keys;              /* uint [lm] */
-    uint64_t state;             /* uint: hist[2048] ... (topk_state.h) */
+    uint64_t state;             /* uint [ESA_TOPK_STATE_WORDS]: its histogram is words 0..2047 */
     uint32_t lm, radius;
 } esa_pc_proximity;
 _Static_assert(sizeof(esa_pc_proximity) == 32, "proximity push constants");
 
-typedef struct esa_pc_topk { /* shaders/topk_{hist,pick,count,scan,write}.comp */
-    uint64_t keys;              /* uint [lm] */
-    uint64_t state;             /* uint state (see ESA_TOPK_*) */
+typedef struct esa_pc_topk { /* shaders/topk.glsl: topk_{pick,hist1,filter,resolve,write}.comp */
+    uint64_t keys;              /* uint [lm] order keys */
+    uint64_t state;             /* uint [ESA_TOPK_STATE_WORDS] (see ESA_TOPK_*), zeroed first */
     uint64_t blocks;            /* uint [2][nblocks] */
+    uint64_t bits;              /* uint [nblocks][ESA_TOPK_WORDS] selection bitmap */
+    uint64_t cand;              /* uint [cap][2] candidates (key, index) */
     uint64_t out;               /* uint [k] */
-    uint32_t lm, k, pass, nblocks, pos0, pad;
+    uint32_t lm, k, nblocks, pos0;
+    uint32_t cap;               /* >= lm: entries cand has room for */
+    uint32_t pass;              /* topk_pick: 0 or 1 */
 } esa_pc_topk;
-_Static_assert(sizeof(esa_pc_topk) == 56, "topk push constants");
+_Static_assert(sizeof(esa_pc_topk) == 72, "topk push constants");
+_Static_assert(offsetof(esa_pc_topk, lm) == 48, "topk push constants: addresses first");
 
-/* Layout of the top-k state buffer (uint words). */
-#define ESA_TOPK_BINS 2048u
-#define ESA_TOPK_PREFIX 2048u
-#define ESA_TOPK_MASK 2049u
-#define ESA_TOPK_NEED 2050u
-#define ESA_TOPK_DONE 2051u
-#define ESA_TOPK_STATE_WORDS 2056u
-#define ESA_TOPK_BLOCK 4096u /* keys per workgroup in count/write: 256 threads x 16 */
+/* Layout of the top-k state buffer (uint words), as in shaders/topk.glsl. */
+#define ESA_TOPK_BINS 2048u       /* words 0..2047: histogram of bits 31..21 of the keys */
+#define ESA_TOPK_HIST1 2048u      /* words 2048..4095: histogram of the next digit */
+#define ESA_TOPK_PREFIX 4096u     /* threshold prefix of the keys, */
+#define ESA_TOPK_SHIFT 4097u      /* ... as key >> shift (21, or 10 after a deep pick) */
+#define ESA_TOPK_NEED 4098u       /* keys on the prefix to take */
+#define ESA_TOPK_ALL 4099u        /* 1: all keys on the prefix are taken */
+#define ESA_TOPK_NCAND 4100u      /* candidates topk_filter appended */
+#define ESA_TOPK_ARGS 4104u       /* VkDispatchIndirectCommand of topk_hist1, then of pick 1 */
+#define ESA_TOPK_STATE_WORDS 4112u
+#define ESA_TOPK_BLOCK 4096u      /* keys per workgroup in filter and write */
+#define ESA_TOPK_WORDS (ESA_TOPK_BLOCK / 32u) /* bitmap words per block: write's workgroup */
+#define ESA_TOPK_MAX_BLOCKS 4096u /* blocks resolve can count in shared memory */
 
 typedef struct esa_pc_attend { /* shaders/attend.comp */
     uint64_t q;                 /* f32 [n][H][d] pre-RoPE */

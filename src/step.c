@@ -49,27 +49,33 @@ void esa_record_proximity(esa_cache *c, VkCommandBuffer cb, uint32_t lm, uint32_
         .f = c->f.address, .keys = c->keys.address, .state = c->topk.address, .lm = lm,
         .radius = radius,
     };
-    dispatch(c, cb, ESA_PIPE_PROXIMITY, &px, sizeof px, esa_div_up(lm, c->ctx->wg_size), 1);
+    dispatch(c, cb, ESA_PIPE_PROXIMITY, &px, sizeof px,
+             esa_div_up(lm, c->ctx->wg_size * c->ctx->proximity_items), 1);
 }
 
 void esa_record_topk(esa_cache *c, VkCommandBuffer cb, uint32_t lm, uint32_t k, uint32_t pos0,
                      VkDeviceAddress out)
 {
+    /* shaders/topk.glsl: pick 0; hist1 and pick 1, sized by pick 0 (empty unless the threshold
+     * bin of the first 11 bits is huge); filter (one read of the keys); resolve (1 workgroup,
+     * over the candidates); write (reads the bitmap, lm / 8 bytes) */
+    esa_context *ctx = c->ctx;
     uint32_t nblocks = esa_div_up(lm, ESA_TOPK_BLOCK);
     esa_pc_topk pc = {
         .keys = c->keys.address, .state = c->topk.address, .blocks = c->blocks.address,
-        .out = out, .lm = lm, .k = k, .nblocks = nblocks, .pos0 = pos0,
+        .bits = c->topk_bits.address, .cand = c->cand.address, .out = out, .lm = lm, .k = k,
+        .nblocks = nblocks, .pos0 = pos0, .cap = c->d.max_tokens,
     };
-    /* the histogram of pass 0 was gathered by proximity.comp */
-    uint32_t hist_groups = esa_min_u32(esa_div_up(lm, c->ctx->wg_size), 1024u);
-    for (uint32_t pass = 0; pass < 3; pass++) {
-        pc.pass = pass;
-        if (pass > 0)
-            dispatch(c, cb, ESA_PIPE_TOPK_HIST, &pc, sizeof pc, hist_groups, 1);
-        dispatch(c, cb, ESA_PIPE_TOPK_PICK, &pc, sizeof pc, 1, 1);
-    }
-    dispatch(c, cb, ESA_PIPE_TOPK_COUNT, &pc, sizeof pc, nblocks, 1);
-    dispatch(c, cb, ESA_PIPE_TOPK_SCAN, &pc, sizeof pc, 1, 1);
+    dispatch(c, cb, ESA_PIPE_TOPK_PICK, &pc, sizeof pc, 1, 1);
+    esa_cmd_push(ctx, cb, ctx->pipes[ESA_PIPE_TOPK_HIST1], &pc, sizeof pc);
+    ctx->vk.vkCmdDispatchIndirect(cb, c->topk.buffer, ESA_TOPK_ARGS * 4);
+    esa_cmd_barrier(ctx, cb);
+    pc.pass = 1;
+    esa_cmd_push(ctx, cb, ctx->pipes[ESA_PIPE_TOPK_PICK], &pc, sizeof pc);
+    ctx->vk.vkCmdDispatchIndirect(cb, c->topk.buffer, (ESA_TOPK_ARGS + 3) * 4);
+    esa_cmd_barrier(ctx, cb);
+    dispatch(c, cb, ESA_PIPE_TOPK_FILTER, &pc, sizeof pc, nblocks, 1);
+    dispatch(c, cb, ESA_PIPE_TOPK_RESOLVE, &pc, sizeof pc, 1, 1);
     dispatch(c, cb, ESA_PIPE_TOPK_WRITE, &pc, sizeof pc, nblocks, 1);
 }
 

@@ -56,6 +56,7 @@
     X(vkCmdBindPipeline)                                                                       \
     X(vkCmdPushConstants)                                                                      \
     X(vkCmdDispatch)                                                                           \
+    X(vkCmdDispatchIndirect)                                                                   \
     X(vkCmdPipelineBarrier)                                                                    \
     X(vkCmdFillBuffer)                                                                         \
     X(vkCreateQueryPool)                                                                       \

@@ -1,9 +1,10 @@
 /* test_stages.c - each device stage alone against its CPU reference, on random and
  * adversarial inputs: proximity (keys exactly, and the fused histogram), selection through
  * proximity + radix top-k (exact sets: both sides see the same floats and break ties by
- * position), scores (per-query shift and max over the chunk), compression, and attention
- * parts + their log-sum-exp merge with split-K. Every check prints its first mismatch with
- * its coordinates. The stages run through src/stage_debug.h (internal, static library). */
+ * position; inputs aimed at the candidate list and the tie cutoff too), scores (per-query
+ * shift and max over the chunk), compression, and attention parts + their log-sum-exp merge
+ * with split-K. Every check prints its first mismatch with its coordinates. The stages run
+ * through src/stage_debug.h (internal, static library). */
 #include "../src/stage_debug.h"
 #include "esa_ref.h"
 #include "harness.h"
@@ -232,8 +233,8 @@ static void test_proximity(esa_cache *c, uint32_t max_lm)
             /* spikes at the array edges and at workgroup edges, everything else low */
             for (uint32_t i = 0; i < lm; i++)
                 f[i] = -1.0f - (float)(i % 7);
-            uint32_t spikes[] = {0, lm - 1, 255, 256, lm / 2};
-            for (size_t k = 0; k < 5; k++)
+            uint32_t spikes[] = {0, lm - 1, 255, 256, lm / 2, 4095, 4096};
+            for (size_t k = 0; k < sizeof spikes / sizeof spikes[0]; k++)
                 if (spikes[k] < lm)
                     f[spikes[k]] = 10.0f + (float)k;
             snprintf(what, sizeof what, "proximity spikes lm=%u radius=%u", lm, radii[ri]);
@@ -336,6 +337,104 @@ static void test_topk_large(esa_cache *c, uint32_t lm)
         check_topk(c, what, f, lm, 1, 2048, 0);
     }
     free(f);
+}
+
+/* Inputs aimed at the top-k passes (shaders/topk.glsl): candidate lists as long as lm,
+ * thresholds inside a plateau of equal keys (the position cutoff), k next to lm, keys that
+ * differ only in the later digits, deep picks (a huge first bin), no room to copy survivors. */
+static void test_topk_adversarial(esa_context *ctx, esa_cache *c, uint32_t big_lm)
+{
+    char what[160];
+    float *f = xmalloc(sizeof(float) * big_lm);
+
+    /* all keys equal: every key is a candidate and the cutoff is a position */
+    fill_dist(f, big_lm, D_EQUAL);
+    static const uint32_t eq_k[] = {1, 2048, 4096, 4097, ESA_MAX_TOP_K};
+    for (size_t i = 0; i < sizeof eq_k / sizeof eq_k[0]; i++) {
+        snprintf(what, sizeof what, "top-k all-equal lm=%u k=%u radius=1", big_lm, eq_k[i]);
+        check_topk(c, what, f, big_lm, 1, eq_k[i], 0);
+    }
+
+    /* every score NaN (key 0) */
+    static const uint32_t nans[4] = {0x7fc00000u, 0xffc00000u, 0x7f800001u, 0xffffffffu};
+    for (uint32_t i = 0; i < 100003; i++)
+        f[i] = bits_float(nans[i % 4]);
+    check_topk(c, "top-k all-NaN lm=100003 k=1 radius=1", f, 100003, 1, 1, 0);
+    check_topk(c, "top-k all-NaN lm=100003 k=5000 radius=0", f, 100003, 0, 5000, 7);
+    check_topk(c, "top-k all-NaN lm=100003 k=100002 radius=1", f, 100003, 1, 100002, 0);
+
+    /* a plateau of 50000 equal scores across 13 blocks, the threshold inside it: about 1350
+     * (k = 2048) and 54800 (k = 65536) normal scores lie above the plateau */
+    static const struct { uint32_t k; float v; } plateau[] = {{2048, 3.0f}, {ESA_MAX_TOP_K, 1.6f}};
+    for (size_t i = 0; i < 2; i++) {
+        fill_dist(f, big_lm, D_NORMAL);
+        for (uint32_t j = 300001; j < 350001; j++)
+            f[j] = plateau[i].v;
+        snprintf(what, sizeof what, "top-k plateau lm=%u k=%u radius=1", big_lm, plateau[i].k);
+        check_topk(c, what, f, big_lm, 1, plateau[i].k, 0);
+    }
+
+    /* three keys 1 ulp apart everywhere: the ties of the threshold share their top 22 bits with
+     * the other keys, so the resolve counts them again */
+    for (uint32_t j = 0; j < big_lm; j++)
+        f[j] = bits_float(0x3f800000u | (uint32_t)(rng_u64() % 3));
+    snprintf(what, sizeof what, "top-k three-ulps lm=%u k=2048 radius=1", big_lm);
+    check_topk(c, what, f, big_lm, 1, 2048, 0);
+    snprintf(what, sizeof what, "top-k three-ulps lm=%u k=%u radius=0", big_lm, ESA_MAX_TOP_K);
+    check_topk(c, what, f, big_lm, 0, ESA_MAX_TOP_K, 0);
+
+    /* keys that differ in digit 1 (bits 20..10) and a little in digit 2 */
+    for (uint32_t j = 0; j < big_lm; j++) {
+        uint64_t r = rng_u64();
+        f[j] = bits_float(0x3f800000u | (uint32_t)(r & 0x7ffu) << 10 | (uint32_t)(r >> 11) % 3u);
+    }
+    snprintf(what, sizeof what, "top-k digit-1 lm=%u k=2048 radius=0", big_lm);
+    check_topk(c, what, f, big_lm, 0, 2048, 0);
+
+    /* a deep pick that settles: all keys in one bin of bits 31..21, exactly k of them above
+     * the rest in bits 20..10 */
+    for (uint32_t j = 0; j < big_lm; j++)
+        f[j] = 1.0f;
+    for (uint32_t placed = 0; placed < 2048;) {
+        uint32_t j = (uint32_t)(rng_u64() % big_lm);
+        placed += f[j] == 1.0f;
+        f[j] = 1.0f + 0x1p-10f;
+    }
+    snprintf(what, sizeof what, "top-k deep-whole lm=%u k=2048 radius=0", big_lm);
+    check_topk(c, what, f, big_lm, 0, 2048, 0);
+
+    /* normal scores at lm = 1M, k at its limit */
+    fill_dist(f, big_lm, D_NORMAL);
+    snprintf(what, sizeof what, "top-k normal lm=%u k=%u radius=1", big_lm, ESA_MAX_TOP_K);
+    check_topk(c, what, f, big_lm, 1, ESA_MAX_TOP_K, 0);
+
+    /* lm just above k, k = lm - 1 at the largest k, and a last block of a few keys */
+    static const uint32_t near[][2] = {{2049, 2048}, {2048 + 37, 2048}, {65537, 65536},
+                                       {65536 + 4099, 65536}, {3 * 4096 + 5, 3 * 4096 + 2}};
+    static const enum dist near_d[] = {D_NORMAL, D_EQUAL, D_FEW, D_NAN};
+    for (size_t i = 0; i < sizeof near / sizeof near[0]; i++)
+        for (size_t di = 0; di < sizeof near_d / sizeof near_d[0]; di++) {
+            fill_dist(f, near[i][0], near_d[di]);
+            snprintf(what, sizeof what, "top-k %s lm=%u k=%u radius=1", dist_name[near_d[di]],
+                     near[i][0], near[i][1]);
+            check_topk(c, what, f, near[i][0], 1, near[i][1], 3);
+        }
+    free(f);
+
+    /* a cache whose candidate list has no room behind the candidates for the survivors:
+     * 60000 candidates (too few for a deep pick): 10000 below, 40000 in and 10000 above the
+     * threshold's bin of bits 20..10 */
+    esa_cache_desc small = {.n_layers = 1, .n_heads = 1, .n_kv_heads = 1, .head_dim = 16,
+                            .compress_dim = 8, .chunk = 16, .max_tokens = 70000};
+    esa_cache *sc = make_cache(ctx, &small);
+    f = xmalloc(sizeof(float) * 70000);
+    for (uint32_t j = 0; j < 70000; j++)
+        f[j] = j % 7 == 0 ? -5.0f : j % 7 == 1 ? 1.05f : j % 7 == 2 ? 1.24f
+             : (j & 1) ? 1.2f : nextafterf(1.2f, 2.0f);
+    check_topk(sc, "top-k no-room lm=70000 k=12048 radius=0", f, 70000, 0, 12048, 0);
+    check_topk(sc, "top-k no-room lm=70000 k=30001 radius=0", f, 70000, 0, 30001, 5);
+    free(f);
+    esa_cache_destroy(sc);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -726,6 +825,7 @@ int main(void)
     PART("proximity", test_proximity(c, big_lm));
     PART("top-k", test_topk(c));
     PART("top-k 1M", test_topk_large(c, big_lm));
+    PART("top-k adv", test_topk_adversarial(ctx, c, big_lm));
     PART("compress", test_compress(c));
     PART("scores 4.2M", check_scores_huge(c, 2, huge_lm - 7, 7));
     esa_cache_destroy(c);

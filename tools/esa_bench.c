@@ -308,8 +308,9 @@ static int parse_options(int argc, char **argv, options *o)
 /* least; partial slots and histograms are left out).                                         */
 
 /* Full reads of the order keys by top-k after proximity (step.c esa_record_topk): the filter
- * pass and the write pass. */
-#define TOPK_KEY_READS 2.0
+ * pass; the write pass reads a bitmap of 1 bit per key instead. A second read (topk_hist1)
+ * happens only when the threshold's 11-bit bin holds more than max(65536, lm / 16) keys. */
+#define TOPK_KEY_READS 1.0
 
 static void stage_bytes(const shape *sh, const esa_cache_desc *d, uint32_t P, uint32_t n, int dense,
                         double *b)
@@ -327,7 +328,7 @@ static void stage_bytes(const shape *sh, const esa_cache_desc *d, uint32_t P, ui
         b[ESA_STAGE_COMPRESS] += n * H * D * 4 + H * D * dc * 4 + n * dc * 4;
         b[ESA_STAGE_SCORE] = (n > 1 ? 2.0 : 1.0) * lm * dc * 2 + (double)lm * 4;
         b[ESA_STAGE_PROXIMITY] = 2.0 * lm * 4;
-        b[ESA_STAGE_TOPK] = TOPK_KEY_READS * lm * 4 + d->top_k * 4.0;
+        b[ESA_STAGE_TOPK] = TOPK_KEY_READS * lm * 4 + 2.0 * lm / 8 + d->top_k * 4.0;
     }
     b[ESA_STAGE_ATTENTION] = attended * G * D * 2 * 2 + n * H * D * 4;
     b[ESA_STAGE_MERGE] = n * H * D * 4 * 2;
