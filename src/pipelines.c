@@ -93,7 +93,8 @@ esa_status esa_pipelines_create(esa_context *ctx)
         if (i == ESA_PIPE_COMPRESS) {
             spec[0] = 64;
             spec[1] = compress_tile;
-            nspec = 2;
+            spec[2] = ESA_COMPRESS_TOKENS;
+            nspec = 3;
         } else if (i == ESA_PIPE_SCORE) {
             spec[0] = 64;
             spec[1] = score_tile;

@@ -24,6 +24,7 @@ typedef struct esa_pc_compress { /* shaders/compress.comp */
     uint32_t n, rows, cols, x_stride, out_stride, x_f16, out_f16, x_row0;
 } esa_pc_compress;
 _Static_assert(sizeof(esa_pc_compress) == 56, "compress push constants");
+#define ESA_COMPRESS_TOKENS 8u /* tokens per workgroup of compress.comp (its TT) */
 
 typedef struct esa_pc_score { /* shaders/score.comp */
     uint64_t qc;                /* f32 [n][dc] */

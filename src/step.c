@@ -23,7 +23,7 @@ void esa_record_compress(esa_cache *c, VkCommandBuffer cb, const esa_pc_compress
 {
     esa_context *ctx = c->ctx;
     esa_cmd_push(ctx, cb, ctx->pipes[ESA_PIPE_COMPRESS], pc, sizeof *pc);
-    ctx->vk.vkCmdDispatch(cb, esa_div_up(esa_div_up(pc->rows, 2), 64), pc->n, 1);
+    ctx->vk.vkCmdDispatch(cb, esa_div_up(esa_div_up(pc->rows, 2), 64), esa_div_up(pc->n, ESA_COMPRESS_TOKENS), 1);
 }
 
 void esa_record_scores(esa_cache *c, VkCommandBuffer cb, const esa_pc_score *sc)
