@@ -436,6 +436,8 @@ static void measure(bench *B, esa_cache *c, const esa_cache_desc *d, result *r)
             snprintf(r->status, sizeof r->status, "skipped: %u runs would take about %.0f s (--max-seconds %.0f)",
                      B->o.runs, estimate, B->o.max_config_s);
             B->stopped[r->shape][r->mode][r->method] = 1;
+            fprintf(stderr, "  %-13s N=%-7u %-7s %-5s %s\n", sh->name, r->n_ctx, MODE_NAME[r->mode],
+                    METHOD_NAME[r->method], r->status);
             goto done;
         }
     }
@@ -535,8 +537,11 @@ static void run_point(bench *B, int si, uint32_t N)
                 snprintf(r->status, sizeof r->status, "%s", why);
             else if (B->stopped[si][m][me])
                 snprintf(r->status, sizeof r->status, "skipped: a shorter context hit --max-seconds");
-            else
+            else {
                 measure(B, c, &probe, r);
+                continue;
+            }
+            fprintf(stderr, "  %-13s N=%-7u %-7s %-5s %s\n", sh->name, N, MODE_NAME[m], METHOD_NAME[me], r->status);
         }
     esa_cache_destroy(c);
 }
