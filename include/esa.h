@@ -179,8 +179,8 @@ typedef struct esa_cache_desc {
     uint32_t n_layers;      /* 1..1024 */
     uint32_t n_heads;       /* H query heads, 1..256 */
     uint32_t n_kv_heads;    /* G key/value heads, divides H */
-    uint32_t head_dim;      /* d: 64, 80, 96, 128 (any even value 16..256 is accepted) */
-    uint32_t rope_dims;     /* rotated dims, even, <= d; 0 = d */
+    uint32_t head_dim;      /* d: 64, 80, 96, 128 (any multiple of 8 in 16..256 is accepted) */
+    uint32_t rope_dims;     /* rotated dims, a multiple of 8, <= d; 0 = d */
     float rope_theta;       /* RoPE base; 0 = 10000 */
     esa_rope_style rope_style;
     float scale;            /* logit scale; 0 = 1/sqrt(d) */
@@ -188,7 +188,8 @@ typedef struct esa_cache_desc {
     uint32_t n_initial;     /* l_I, default 128 */
     uint32_t n_local;       /* l_L, default 4096 */
     uint32_t top_k;         /* k, default 2048; 1..ESA_MAX_TOP_K */
-    uint32_t compress_dim;  /* d', default min(128, H*d), even, <= H*d (unused with exact scores) */
+    uint32_t compress_dim;  /* d', default min(128, H*d), a multiple of 8, <= H*d and <= 1024
+                             * (unused with exact scores) */
     int32_t proximity_radius; /* epsilon, default 1; ESA_RADIUS_NONE for 0; at most 64 */
     uint32_t chunk;         /* l_C, default 512: longer calls are split into chunks */
     uint32_t global_pos;    /* w, default l_L */
@@ -206,8 +207,8 @@ typedef struct esa_cache_desc {
 #define ESA_MAX_RADIUS 64
 
 /* Create a cache. desc is validated (ESA_ERROR_INVALID_ARGUMENT, with the field named in
- * esa_context_last_error; this includes d' (G*d with exact scores) above what the device's
- * shared memory holds: 4096 on most devices) and device buffers for max_tokens tokens of every
+ * esa_context_last_error; this includes d' (G*d with exact scores) above 1024) and device
+ * buffers for max_tokens tokens of every
  * layer are allocated now: ESA_ERROR_LIMIT if one exceeds maxMemoryAllocationSize,
  * ESA_ERROR_OUT_OF_DEVICE_MEMORY if the device is full. Buffers are reached by device address,
  * so maxStorageBufferRange does not limit them. */
@@ -274,6 +275,14 @@ ESA_API esa_status esa_attend(esa_cache *cache, uint32_t layer, uint32_t n, esa_
 ESA_API esa_status esa_attend_dense(esa_cache *cache, uint32_t layer, uint32_t n, esa_dtype dtype,
                                     const void *q, const void *k, const void *v, float *out,
                                     esa_step_info *info);
+
+/* Window attention (StreamingLLM's attention sinks, Xiao et al. 2023, "Efficient Streaming
+ * Language Models with Attention Sinks"): like esa_attend with no middle token selected, so
+ * each step reads only the initial, local and current tokens, with the cache's position mode.
+ * While P + n <= l_I + l_L it is dense attention with true positions. Same contract. */
+ESA_API esa_status esa_attend_window(esa_cache *cache, uint32_t layer, uint32_t n, esa_dtype dtype,
+                                     const void *q, const void *k, const void *v, float *out,
+                                     esa_step_info *info);
 
 /* Append n tokens' pre-RoPE keys k[n][G][d] and values v[n][G][d] to a layer without attending
  * (their keys are compressed as in esa_attend): for keys and values an engine already has, or
@@ -365,13 +374,21 @@ typedef struct esa_external_device_desc {
 ESA_API esa_status esa_context_create_external(const esa_external_device_desc *desc,
                                                esa_context **out);
 
+/* What an engine-level step attends to (as esa_attend, esa_attend_dense, esa_attend_window). */
+typedef enum esa_attention {
+    ESA_ATTENTION_ESA = 0,    /* initial + selected middle + local + current tokens */
+    ESA_ATTENTION_DENSE = 1,  /* every cached token, true positions */
+    ESA_ATTENTION_WINDOW = 2  /* initial + local + current tokens */
+} esa_attention;
+
 /* The device addresses of one engine-level step (buffers created with
  * VK_BUFFER_USAGE_SHADER_DEVICE_ADDRESS_BIT): q [n][H][d], k and v [n][G][d] in dtype, out
- * [n][H][d] fp32. Addresses must be 4-byte aligned. */
+ * [n][H][d] fp32. Addresses must be 4-byte aligned. Zero-initialized, it is an ESA step. */
 typedef struct esa_step_buffers {
     VkDeviceAddress q, k, v, out;
     esa_dtype dtype;
-    uint32_t reserved[3];
+    esa_attention attention;
+    uint32_t reserved[2];     /* must be zero */
 } esa_step_buffers;
 
 /* Record one step of one layer (n <= the cache's chunk length) into the caller's command

@@ -1,150 +1,253 @@
 #version 450
-// attend.comp - one split of one part of the attention: QT queries x GS heads of one GQA group
-// (rows) against a range of keys, with online softmax (FlashAttention's running max and sum).
-// Writes the un-normalized output and (max, sum) of each row to a partial slot; merge.comp
-// combines slots by log-sum-exp in a fixed order (flash-decoding's split-K, deterministic).
+// attend.comp - one split of one part of the attention: a tile of rows (query x head of one
+// GQA group) against a range of keys, with online softmax (FlashAttention's running max and
+// sum, Dao et al. 2022). Writes the un-normalized output and (max, sum) of each row to a
+// partial slot; merge.comp combines slots by log-sum-exp in a fixed order (flash-decoding's
+// split-K, deterministic).
 //
-// Workgroup (x, y, z) = (split, query tile, KV head). Keys are cache positions: key_first + i,
-// or list[key_first + i]. RoPE is applied here: queries at q_rope_pos0 + c*q_rope_step, keys at
-// 0 (k_rope_zero) or position - k_rope_sub. A key is visible to query c iff its cache position
-// <= q_cache_pos0 + c, which is the causal mask for local/dense parts and always true for
-// global parts (their keys precede the chunk).
+// The unit of work is a cluster of 8 adjacent lanes of a subgroup that reads one key at a
+// time: lane l loads blocks l, l+8, ... of the key (a block is 8 dims, one 16-byte load) and
+// rotates them. Then either
+//   TD = 1: every lane owns RPI whole rows, and takes the other lanes' blocks by subgroup
+//           shuffles: each key word is loaded once for the 8*RPI rows of the cluster (where
+//           loads are costly, as on lavapipe, which loads lane by lane, this ratio is the
+//           speed), or
+//   TD = 8: the cluster owns RPI rows, each lane its own blocks of them; partial scores are
+//           summed by xor-shuffles (each lane reads one coalesced slice: GPUs, and decode).
+// KL clusters of a workgroup take the split's keys round-robin (key lanes), each writing its
+// own slot; the rest of the clusters take different rows of the tile. Rows and the key block
+// live in registers: every shape is a specialization constant, so every loop over dims
+// unrolls and the register arrays are indexed by constants only.
+//
+// Queries come rotated and prescaled by scale*log2(e) (rope_q.comp), so scores are in log2
+// units; the stored max is converted back to natural log for merge.comp. Queries and keys are
+// read in RoPE pair order (NeoX: dims p and p + RD/2 of a rotated block side by side), values
+// and the output in natural order; a dot product does not depend on the order of its terms.
+//
+// Workgroup (x, y, z) = (split, row tile, KV head). Keys are cache positions: key_first + i,
+// or list[key_first + i]. Keys are rotated at 0 (k_rope_zero: none) or at position -
+// k_rope_sub: a contiguous part steps each lane's rotation by KL positions a key, recomputed
+// exactly (rope.glsl) every ANCHOR keys; a list part recomputes it for every key. A key is
+// visible to query c iff its cache position <= q_cache_pos0 + c: the causal mask for
+// local/dense parts, always true for global parts.
+#extension GL_EXT_control_flow_attributes : require
+#extension GL_KHR_shader_subgroup_basic : require
+#extension GL_KHR_shader_subgroup_shuffle : require
 #include "common.glsl"
 #include "rope.glsl"
 
 layout(local_size_x_id = 0) in;
-layout(constant_id = 1) const uint D = 64;   // head dim
-layout(constant_id = 2) const uint GS = 1;   // query heads per KV head
-layout(constant_id = 3) const uint QT = 1;   // queries per tile
-layout(constant_id = 4) const uint KT = 16;  // keys per tile
+layout(constant_id = 1) const uint D = 64;    // head dim, a multiple of 8
+layout(constant_id = 2) const uint GS = 1;    // query heads per KV head
+layout(constant_id = 3) const uint RD = 64;   // rotated dims, a multiple of 8, <= D
+layout(constant_id = 4) const uint NEOX = 0;  // 1: pairs (i, i + RD/2), else (2i, 2i+1)
+layout(constant_id = 5) const uint TD = 1;    // lanes per row: 1 or 8
+layout(constant_id = 6) const uint RPI = 1;   // rows per lane (TD 1) or per cluster (TD 8)
+layout(constant_id = 7) const uint KL = 1;    // key lanes: clusters with their own keys
+
+layout(buffer_reference, std430, buffer_reference_align = 8) buffer UV2Buf { uvec2 v[]; };
+layout(buffer_reference, std430, buffer_reference_align = 16) buffer UV4Buf { uvec4 v[]; };
 
 layout(push_constant) uniform PC {
     F32Buf q; U32Buf k; U32Buf v; U32Buf list; F32Buf part_o; V2Buf part_ml; V4Buf rope;
-    uint n, n_heads, key_first, key_count, split_len, q_cache_pos0, q_rope_pos0, q_rope_step;
-    uint k_rope_zero, k_rope_sub, slot_base, rope_dims, rope_neox, use_list;
-    float scale;
-    uint pad;
+    uint n, n_heads, key_first, key_count, split_len, q_cache_pos0;
+    uint k_rope_zero, k_rope_sub, slot_base, use_list;
 } pc;
 
-const uint R = QT * GS;
-const uint PER = (R * D + gl_WorkGroupSize.x - 1u) / gl_WorkGroupSize.x; // outputs per invocation
+const uint NB = D / 8u;                    // blocks per head
+const uint NBL = (NB + 7u) / 8u;           // blocks a lane loads: lane + 8j
+const uint NBR = TD == 1u ? NB : NBL;      // blocks of a row a lane holds
+const uint ROWS_CL = TD == 1u ? 8u * RPI : RPI; // rows per cluster
+const uint ANCHOR = 32u;
+const float LN2 = 0.69314718055994530942;
 
-shared float sq[R * D];
-shared float sk[KT * D];
-shared float sv[KT * D];
-shared float ss[R * KT];
-shared uint skpos[KT];
-shared float sm[R], sl[R], salpha[R];
+// NeoX rotated blocks pair dim 4b+i with RD/2+4b+i; every other block 8b+2i with 8b+2i+1.
+bool neox_block(uint b) { return NEOX != 0u && b < RD / 8u; }
 
-float load_half(U32Buf b, uint idx) { return unpackHalf2x16(b.v[idx >> 1])[idx & 1u]; }
+// A query block in pair order (f32 rows, 16-byte aligned: D % 8 == 0).
+void load_q_block(uint row, uint b, out vec2 p[4])
+{
+    V4Buf q4 = V4Buf(pc.q);
+    vec4 a, c;
+    if (neox_block(b)) {
+        a = q4.v[(row + 4u * b) / 4u];
+        c = q4.v[(row + RD / 2u + 4u * b) / 4u];
+        p[0] = vec2(a.x, c.x); p[1] = vec2(a.y, c.y); p[2] = vec2(a.z, c.z); p[3] = vec2(a.w, c.w);
+    } else {
+        a = q4.v[(row + 8u * b) / 4u];
+        c = q4.v[(row + 8u * b) / 4u + 1u];
+        p[0] = a.xy; p[1] = a.zw; p[2] = c.xy; p[3] = c.zw;
+    }
+}
+
+// A key block in pair order from fp16 words (w = the head's first word, a multiple of 4).
+void load_k_block(uint w, uint b, out vec2 p[4])
+{
+    if (neox_block(b)) {
+        uvec2 a = UV2Buf(pc.k).v[(w + 2u * b) / 2u], c = UV2Buf(pc.k).v[(w + RD / 4u + 2u * b) / 2u];
+        vec2 a0 = unpackHalf2x16(a.x), a1 = unpackHalf2x16(a.y);
+        vec2 c0 = unpackHalf2x16(c.x), c1 = unpackHalf2x16(c.y);
+        p[0] = vec2(a0.x, c0.x); p[1] = vec2(a0.y, c0.y); p[2] = vec2(a1.x, c1.x); p[3] = vec2(a1.y, c1.y);
+    } else {
+        uvec4 a = UV4Buf(pc.k).v[(w + 4u * b) / 4u];
+        p[0] = unpackHalf2x16(a.x); p[1] = unpackHalf2x16(a.y);
+        p[2] = unpackHalf2x16(a.z); p[3] = unpackHalf2x16(a.w);
+    }
+}
 
 void main()
 {
-    uint lid = gl_LocalInvocationID.x, wg = gl_WorkGroupSize.x;
+    const uint CLUSTERS = gl_WorkGroupSize.x / 8u;
+    uint sgl = gl_SubgroupInvocationID;
+    uint cl = sgl % 8u;                      // lane within the cluster
+    uint src0 = sgl - cl;                    // the cluster's first lane in the subgroup
+    uint cluster = gl_SubgroupID * (gl_SubgroupSize / 8u) + sgl / 8u;
+    uint kl = cluster % KL, rcl = cluster / KL;
     uint g = gl_WorkGroupID.z;
-    uint c0 = gl_WorkGroupID.y * QT;
+    uint n_kv = pc.n_heads / GS;
+    uint rows_total = pc.n * pc.n_heads;
+    uint tile_rows = (CLUSTERS / KL) * ROWS_CL;
+    uint cl_r0 = gl_WorkGroupID.y * tile_rows + rcl * ROWS_CL; // the cluster's first row
+    uint lane_r0 = cl_r0 + (TD == 1u ? cl * RPI : 0u);        // this lane's first row
+
+    // --- this lane's rows (or row slices) in registers ----------------------------------
+    vec2 qv[RPI][NBR * 4u];
+    vec2 ov[RPI][NBR * 4u];
+    float m[RPI], l[RPI];
+    uint qlim[RPI]; // cache positions visible to the row: < qlim (0: no row)
+    [[unroll]] for (uint i = 0u; i < RPI; i++) {
+        uint r = lane_r0 + i;
+        uint c = r / GS;
+        m[i] = NEG_INF;
+        l[i] = 0.0;
+        qlim[i] = c < pc.n ? pc.q_cache_pos0 + c + 1u : 0u;
+        uint row = (c * pc.n_heads + g * GS + r % GS) * D;
+        [[unroll]] for (uint j = 0u; j < NBR; j++) {
+            uint b = TD == 1u ? j : cl + 8u * j;
+            vec2 p[4] = vec2[4](vec2(0.0), vec2(0.0), vec2(0.0), vec2(0.0));
+            if (c < pc.n && b < NB)
+                load_q_block(row, b, p);
+            [[unroll]] for (uint e = 0u; e < 4u; e++) {
+                qv[i][j * 4u + e] = p[e];
+                ov[i][j * 4u + e] = vec2(0.0);
+            }
+        }
+    }
+    // The key loop is the same for the 8 lanes of a cluster (they shuffle): it stops after
+    // the last position visible to the cluster's last query.
+    uint c_last = min(pc.n - 1u, (cl_r0 + ROWS_CL - 1u) / GS);
+    uint lim = pc.q_cache_pos0 + c_last + 1u;
     uint kbeg = gl_WorkGroupID.x * pc.split_len;
     uint kend = min(kbeg + pc.split_len, pc.key_count);
-    uint n_kv = pc.n_heads / GS;
+    if (pc.use_list == 0u)
+        kend = min(kend, lim > pc.key_first ? lim - pc.key_first : 0u);
 
-    for (uint idx = lid; idx < R * D; idx += wg) {
-        uint r = idx / D, e = idx % D;
-        uint c = c0 + r / GS, h = g * GS + r % GS;
-        float x = 0.0;
-        if (c < pc.n) {
-            uint row = (c * pc.n_heads + h) * D;
-            uint pe = rope_partner(e, pc.rope_dims, pc.rope_neox);
-            x = rope_apply(pc.rope, e, pc.q.v[row + e], pc.q.v[row + pe],
-                           pc.q_rope_pos0 + c * pc.q_rope_step, pc.rope_dims, pc.rope_neox);
+    bool rot = pc.k_rope_zero == 0u;
+    bool recur = rot && pc.use_list == 0u;
+    uint half_rd = RD / 2u;
+    // per loaded block: the key rotation now, and one step of KL positions
+    vec2 cs[NBL][4], st[NBL][4];
+    [[unroll]] for (uint j = 0u; j < NBL; j++) {
+        uint b = cl + 8u * j;
+        [[unroll]] for (uint e = 0u; e < 4u; e++) {
+            cs[j][e] = vec2(1.0, 0.0);
+            st[j][e] = vec2(1.0, 0.0);
         }
-        sq[idx] = x * pc.scale;
-    }
-    for (uint r = lid; r < R; r += wg) {
-        sm[r] = NEG_INF;
-        sl[r] = 0.0;
-    }
-    float acc[PER];
-    for (uint i = 0u; i < PER; i++)
-        acc[i] = 0.0;
-    barrier();
-
-    for (uint t0 = kbeg; t0 < kend; t0 += KT) {
-        for (uint idx = lid; idx < KT * D; idx += wg) {
-            uint j = idx / D, e = idx % D;
-            float kx = 0.0, vx = 0.0;
-            uint pos = 0xffffffffu;
-            if (t0 + j < kend) {
-                pos = pc.use_list != 0u ? pc.list.v[pc.key_first + t0 + j] : pc.key_first + t0 + j;
-                uint row = (pos * n_kv + g) * D;
-                uint pe = rope_partner(e, pc.rope_dims, pc.rope_neox);
-                uint kp = pc.k_rope_zero != 0u ? 0u : pos - pc.k_rope_sub;
-                kx = rope_apply(pc.rope, e, load_half(pc.k, row + e), load_half(pc.k, row + pe), kp,
-                                pc.rope_dims, pc.rope_neox);
-                vx = load_half(pc.v, row + e);
-            }
-            sk[idx] = kx;
-            sv[idx] = vx;
-            if (e == 0u)
-                skpos[j] = pos;
-        }
-        barrier();
-        for (uint idx = lid; idx < R * KT; idx += wg) {
-            uint r = idx / KT, j = idx % KT;
-            uint c = c0 + r / GS;
-            float s = NEG_INF;
-            if (c < pc.n && skpos[j] != 0xffffffffu && skpos[j] <= pc.q_cache_pos0 + c) {
-                s = 0.0;
-                for (uint e = 0u; e < D; e++)
-                    s += sq[r * D + e] * sk[j * D + e];
-            }
-            ss[idx] = s;
-        }
-        barrier();
-        for (uint r = lid; r < R; r += wg) {
-            float mt = NEG_INF;
-            for (uint j = 0u; j < KT; j++)
-                mt = max(mt, ss[r * KT + j]);
-            float mold = sm[r], mnew = max(mold, mt);
-            float alpha = mold == NEG_INF ? (mnew == NEG_INF ? 1.0 : 0.0) : exp(mold - mnew);
-            float sum = 0.0;
-            for (uint j = 0u; j < KT; j++) {
-                float s = ss[r * KT + j];
-                float p = s == NEG_INF ? 0.0 : exp(s - mnew);
-                ss[r * KT + j] = p;
-                sum += p;
-            }
-            sl[r] = sl[r] * alpha + sum;
-            sm[r] = mnew;
-            salpha[r] = alpha;
-        }
-        barrier();
-        for (uint i = 0u; i < PER; i++) {
-            uint idx = lid + i * wg;
-            if (idx < R * D) {
-                uint r = idx / D, e = idx % D;
-                float a = acc[i] * salpha[r];
-                for (uint j = 0u; j < KT; j++)
-                    a += ss[r * KT + j] * sv[j * D + e];
-                acc[i] = a;
-            }
-        }
-        barrier();
+        if (recur && b < NB && 4u * b < half_rd)
+            rope_cs4(pc.rope, half_rd, 4u * b, KL, st[j]);
     }
 
-    uint slot = pc.slot_base + gl_WorkGroupID.x;
-    uint rows = pc.n * pc.n_heads;
-    for (uint i = 0u; i < PER; i++) {
-        uint idx = lid + i * wg;
-        if (idx < R * D) {
-            uint r = idx / D, e = idx % D;
-            uint c = c0 + r / GS, h = g * GS + r % GS;
-            if (c < pc.n)
-                pc.part_o.v[(slot * rows + c * pc.n_heads + h) * D + e] = acc[i];
+    uint nk = 0u;
+    for (uint idx = kbeg + kl; idx < kend; idx += KL, nk++) {
+        uint pos = pc.use_list != 0u ? pc.list.v[pc.key_first + idx] : pc.key_first + idx;
+        uint w = (pos * n_kv + g) * (D / 2u);
+        // this lane's blocks of the key, rotated
+        vec2 kb[NBL][4];
+        [[unroll]] for (uint j = 0u; j < NBL; j++) {
+            uint b = cl + 8u * j;
+            vec2 p[4] = vec2[4](vec2(0.0), vec2(0.0), vec2(0.0), vec2(0.0));
+            if (b < NB) {
+                load_k_block(w, b, p);
+                if (rot && 4u * b < half_rd) {
+                    if (!recur || nk % ANCHOR == 0u)
+                        rope_cs4(pc.rope, half_rd, 4u * b, pos - pc.k_rope_sub, cs[j]);
+                    [[unroll]] for (uint e = 0u; e < 4u; e++) {
+                        p[e] = cmul(p[e], cs[j][e]);
+                        cs[j][e] = cmul(cs[j][e], st[j][e]);
+                    }
+                }
+            }
+            [[unroll]] for (uint e = 0u; e < 4u; e++)
+                kb[j][e] = p[e];
+        }
+        // scores
+        float s[RPI];
+        [[unroll]] for (uint i = 0u; i < RPI; i++)
+            s[i] = 0.0;
+        [[unroll]] for (uint jb = 0u; jb < NBR; jb++) {
+            vec2 kx[4];
+            [[unroll]] for (uint e = 0u; e < 4u; e++)
+                kx[e] = TD == 1u ? subgroupShuffle(kb[jb / 8u][e], src0 + jb % 8u) : kb[jb][e];
+            [[unroll]] for (uint i = 0u; i < RPI; i++)
+                [[unroll]] for (uint e = 0u; e < 4u; e++)
+                    s[i] += dot(qv[i][jb * 4u + e], kx[e]);
+        }
+        if (TD > 1u)
+            [[unroll]] for (uint off = 1u; off < 8u; off <<= 1u)
+                [[unroll]] for (uint i = 0u; i < RPI; i++)
+                    s[i] += subgroupShuffleXor(s[i], off);
+        // online softmax, rescaling only when a row's max grows
+        float p[RPI];
+        [[unroll]] for (uint i = 0u; i < RPI; i++) {
+            float x = pos < qlim[i] ? s[i] : NEG_INF;
+            if (x > m[i]) {
+                float alpha = exp2(m[i] - x); // 0 when m is -inf
+                l[i] *= alpha;
+                [[unroll]] for (uint j = 0u; j < NBR * 4u; j++)
+                    ov[i][j] *= alpha;
+                m[i] = x;
+            }
+            p[i] = x == NEG_INF ? 0.0 : exp2(x - m[i]);
+            l[i] += p[i];
+        }
+        // values, natural order: block b is dims 8b..8b+7
+        vec2 vb[NBL][4];
+        [[unroll]] for (uint j = 0u; j < NBL; j++) {
+            uint b = cl + 8u * j;
+            uvec4 a = uvec4(0u);
+            if (b < NB)
+                a = UV4Buf(pc.v).v[(w + 4u * b) / 4u];
+            vb[j][0] = unpackHalf2x16(a.x); vb[j][1] = unpackHalf2x16(a.y);
+            vb[j][2] = unpackHalf2x16(a.z); vb[j][3] = unpackHalf2x16(a.w);
+        }
+        [[unroll]] for (uint jb = 0u; jb < NBR; jb++) {
+            vec2 vx[4];
+            [[unroll]] for (uint e = 0u; e < 4u; e++)
+                vx[e] = TD == 1u ? subgroupShuffle(vb[jb / 8u][e], src0 + jb % 8u) : vb[jb][e];
+            [[unroll]] for (uint i = 0u; i < RPI; i++)
+                [[unroll]] for (uint e = 0u; e < 4u; e++)
+                    ov[i][jb * 4u + e] += p[i] * vx[e];
         }
     }
-    for (uint r = lid; r < R; r += wg) {
-        uint c = c0 + r / GS, h = g * GS + r % GS;
-        if (c < pc.n)
-            pc.part_ml.v[slot * rows + c * pc.n_heads + h] = vec2(sm[r], sl[r]);
+
+    // --- write this cluster's partial slot -------------------------------------------------
+    uint slot = pc.slot_base + gl_WorkGroupID.x * KL + kl;
+    [[unroll]] for (uint i = 0u; i < RPI; i++) {
+        uint r = lane_r0 + i;
+        uint c = r / GS;
+        if (c >= pc.n)
+            continue;
+        uint orow = slot * rows_total + c * pc.n_heads + g * GS + r % GS;
+        V4Buf o4 = V4Buf(pc.part_o);
+        [[unroll]] for (uint j = 0u; j < NBR; j++) {
+            uint b = TD == 1u ? j : cl + 8u * j;
+            if (b >= NB)
+                continue;
+            uint base = (orow * D + 8u * b) / 4u;
+            o4.v[base] = vec4(ov[i][j * 4u], ov[i][j * 4u + 1u]);
+            o4.v[base + 1u] = vec4(ov[i][j * 4u + 2u], ov[i][j * 4u + 3u]);
+        }
+        if (TD == 1u || cl == 0u)
+            pc.part_ml.v[orow] = vec2(m[i] == NEG_INF ? NEG_INF : m[i] * LN2, l[i]);
     }
 }

@@ -1,38 +1,36 @@
-// rope.glsl - rotary position embedding with precise angles at any position.
+// rope.glsl - rotary position embedding (RoPE) at any position, without trigonometry.
 //
-// An fp32 product pos*freq loses ~2^-24 of its magnitude: at position 2^18 that is 1e-2 rad,
-// and GPU sin/cos lose more on large arguments. The host precomputes, per pair i and in double,
-// f = freq_i/(2 pi) and the fractional turns of 256*f and 65536*f; the angle in turns is then
-// fract(a*F65536) + fract(b*F256) + c*f for pos = a*65536 + b*256 + c, with every product small.
-// table.v[i] = (f, fract(256 f), fract(65536 f), 0).
+// An fp32 product pos*freq loses ~2^-24 of its magnitude (1e-2 rad at position 2^18), and GPU
+// sin/cos lose more on large arguments. The host tabulates in double, for every rotary pair i,
+// the rotation (cos, sin) of j * 256^l positions, j < 256, l = 0, 1, 2: a position below 2^24
+// is three base-256 digits, its rotation the product of three table entries (two complex
+// multiplications, error a few fp32 ulps whatever the position).
+//
+// table.v[(l * 256 + j) * half_rd + i] = (cos, sin) of j * 256^l positions for pair i; half_rd
+// = rotated dims / 2, a multiple of 4, so the 4 pairs of a block of 8 dims are two vec4.
 
-float rope_turns(vec4 t, uint pos)
+vec2 cmul(vec2 a, vec2 b) { return vec2(a.x * b.x - a.y * b.y, a.x * b.y + a.y * b.x); }
+
+// The rotations of pairs i0..i0+3 (i0 % 4 == 0) at position pos (< 2^24).
+void rope_cs4(V4Buf table, uint half_rd, uint i0, uint pos, out vec2 cs[4])
 {
-    float a = float(pos >> 16), b = float((pos >> 8) & 255u), c = float(pos & 255u);
-    float turns = fract(a * t.z) + fract(b * t.y) + c * t.x;
-    return turns - floor(turns + 0.5); // in [-0.5, 0.5)
+    uint e0 = ((pos & 255u) * half_rd + i0) / 2u;
+    uint e1 = ((256u + ((pos >> 8) & 255u)) * half_rd + i0) / 2u;
+    uint e2 = ((512u + (pos >> 16)) * half_rd + i0) / 2u;
+    vec4 a0 = table.v[e0], a1 = table.v[e0 + 1u];
+    vec4 b0 = table.v[e1], b1 = table.v[e1 + 1u];
+    vec4 c0 = table.v[e2], c1 = table.v[e2 + 1u];
+    cs[0] = cmul(cmul(a0.xy, b0.xy), c0.xy);
+    cs[1] = cmul(cmul(a0.zw, b0.zw), c0.zw);
+    cs[2] = cmul(cmul(a1.xy, b1.xy), c1.xy);
+    cs[3] = cmul(cmul(a1.zw, b1.zw), c1.zw);
 }
 
-// The rotated value of element e of a head vector, given the element and its pair partner.
-// neox: pairs (i, i + rd/2); otherwise pairs (2i, 2i+1). Elements e >= rd are not rotated.
-float rope_apply(V4Buf table, uint e, float x, float partner, uint pos, uint rd, uint neox)
+// The rotation of one pair i at position pos (< 2^24).
+vec2 rope_cs1(V2Buf table, uint half_rd, uint i, uint pos)
 {
-    if (e >= rd)
-        return x;
-    uint half_rd = rd >> 1;
-    uint i = neox != 0u ? (e % half_rd) : (e >> 1);
-    bool first = neox != 0u ? (e < half_rd) : ((e & 1u) == 0u);
-    float ang = 6.28318530717958647692 * rope_turns(table.v[i], pos);
-    float cs = cos(ang), sn = sin(ang);
-    return first ? x * cs - partner * sn : partner * sn + x * cs;
-}
-
-uint rope_partner(uint e, uint rd, uint neox)
-{
-    if (e >= rd)
-        return e;
-    uint half_rd = rd >> 1;
-    if (neox != 0u)
-        return e < half_rd ? e + half_rd : e - half_rd;
-    return e ^ 1u;
+    vec2 a = table.v[(pos & 255u) * half_rd + i];
+    vec2 b = table.v[(256u + ((pos >> 8) & 255u)) * half_rd + i];
+    vec2 c = table.v[(512u + (pos >> 16)) * half_rd + i];
+    return cmul(cmul(a, b), c);
 }

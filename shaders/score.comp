@@ -3,122 +3,125 @@
 //   mode 0 (chunks only): rowmax[c] = max over m of s_c(m), by atomicMax on order keys
 //                         (max is order-independent, so the result is deterministic);
 //   mode 1: f[m] = s_0(m) for one query, else max_c (s_c(m) - rowmax[c]).
-// One invocation per middle token m; the queries pass through shared memory in tiles, and each
-// key word loaded serves QB queries at once (register tiling: the key row is read once per QB
-// queries instead of once per query). kc rows are fp16; dc is even, and rows are read 8 halves
-// (16 bytes) at a time when dc is a multiple of 8.
-#include "common.glsl"
+// Every lane keeps TM middle tokens' compressed keys in registers (one token per lane for one
+// query) and the queries stream past: for each query, the 8 lanes of a cluster load a slice
+// of it each (16 bytes) and pass the slices around by subgroup shuffles, so each query word is
+// loaded once per 8*TM keys (lavapipe loads lane by lane: loads, not FMAs, are its cost).
+// DC (d', or G*d with exact scores) is a specialization constant and a multiple of 8: the
+// loops over it unroll and the register arrays are indexed by constants. kc rows are fp16,
+// 16-byte aligned; qc rows f32.
+#extension GL_EXT_control_flow_attributes : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
 #extension GL_KHR_shader_subgroup_basic : require
+#extension GL_KHR_shader_subgroup_shuffle : require
+#include "common.glsl"
 
 layout(local_size_x_id = 0) in;
-layout(constant_id = 1) const uint QTILE_FLOATS = 4096;
+layout(constant_id = 1) const uint DC = 32;  // score dimension, a multiple of 8
+layout(constant_id = 2) const uint TM = 8;   // middle tokens per lane for chunks
 
-layout(buffer_reference, std430, buffer_reference_align = 16) buffer U4Buf { uvec4 v[]; };
+layout(buffer_reference, std430, buffer_reference_align = 16) buffer UV4Buf { uvec4 v[]; };
 
 layout(push_constant) uniform PC {
     F32Buf qc; U32Buf kc; U32Buf rowmax; F32Buf f;
     uint n, dc, m0, lm, mode, pad;
 } pc;
 
-const uint QB = 8u; // queries per register block
+const uint NQ = DC / 4u;             // vec4 chunks of a query
+const uint NQL = (NQ + 7u) / 8u;     // chunks a lane loads: lane + 8j
+const uint NK = DC / 8u;             // uvec4 words (8 halves) of a key
 
-shared float sq[QTILE_FLOATS];
-
-// acc[i] += sq[q * dc + e] * k[e] over the row, for the queries q = qb + i, i < bs <= QB
-void dot_block(uint row_half, uint qb, uint bs, inout float acc[QB])
-{
-    if (pc.dc % 8u == 0u) {
-        U4Buf k4 = U4Buf(pc.kc);
-        uint r4 = row_half / 8u;
-        for (uint p = 0u; p < pc.dc / 8u; p++) {
-            uvec4 w = k4.v[r4 + p];
-            vec2 a = unpackHalf2x16(w.x), b = unpackHalf2x16(w.y);
-            vec2 c = unpackHalf2x16(w.z), d = unpackHalf2x16(w.w);
-            for (uint i = 0u; i < QB; i++) {
-                if (i >= bs)
-                    break;
-                uint o = (qb + i) * pc.dc + 8u * p;
-                acc[i] += sq[o] * a.x + sq[o + 1u] * a.y + sq[o + 2u] * b.x + sq[o + 3u] * b.y +
-                          sq[o + 4u] * c.x + sq[o + 5u] * c.y + sq[o + 6u] * d.x + sq[o + 7u] * d.y;
-            }
-        }
-    } else {
-        for (uint p = 0u; p < pc.dc / 2u; p++) {
-            vec2 a = unpackHalf2x16(pc.kc.v[row_half / 2u + p]);
-            for (uint i = 0u; i < QB; i++) {
-                if (i >= bs)
-                    break;
-                uint o = (qb + i) * pc.dc + 2u * p;
-                acc[i] += sq[o] * a.x + sq[o + 1u] * a.y;
-            }
-        }
+// Query c, whole, into q[NQ] in every lane of the cluster (src0: its first lane, cl: this lane
+// in it). Macros, not functions: arrays sized by specialization constants stay local.
+#define LOAD_QUERY(c)                                                                          \
+    {                                                                                          \
+        vec4 mine_[NQL];                                                                       \
+        [[unroll]] for (uint j_ = 0u; j_ < NQL; j_++) {                                        \
+            uint ch_ = cl + 8u * j_;                                                           \
+            mine_[j_] = ch_ < NQ ? V4Buf(pc.qc).v[(c) * NQ + ch_] : vec4(0.0);                 \
+        }                                                                                      \
+        [[unroll]] for (uint ch_ = 0u; ch_ < NQ; ch_++)                                        \
+            q[ch_] = subgroupShuffle(mine_[ch_ / 8u], src0 + ch_ % 8u);                        \
     }
-}
 
-// One query (decode): the query straight from shared memory, one scalar sum.
-float dot_one(uint row_half)
-{
-    float s = 0.0;
-    for (uint p = 0u; p < pc.dc / 2u; p++) {
-        vec2 a = unpackHalf2x16(pc.kc.v[row_half / 2u + p]);
-        s += sq[2u * p] * a.x + sq[2u * p + 1u] * a.y;
+// The key row of middle token m into kk[2*NK] (zeros when !live).
+#define LOAD_KEY(kk, m, live)                                                                  \
+    [[unroll]] for (uint w_ = 0u; w_ < NK; w_++) {                                             \
+        uvec4 a_ = (live) ? UV4Buf(pc.kc).v[(pc.m0 + (m)) * NK + w_] : uvec4(0u);              \
+        kk[2u * w_] = vec4(unpackHalf2x16(a_.x), unpackHalf2x16(a_.y));                        \
+        kk[2u * w_ + 1u] = vec4(unpackHalf2x16(a_.z), unpackHalf2x16(a_.w));                   \
     }
-    return s;
-}
+
+#define DOT_ROW(s, kk)                                                                         \
+    {                                                                                          \
+        s = 0.0;                                                                               \
+        [[unroll]] for (uint ch_ = 0u; ch_ < NQ; ch_++)                                        \
+            s += dot(q[ch_], kk[ch_]);                                                         \
+    }
 
 void main()
 {
-    uint m = gl_GlobalInvocationID.x;
-    bool live = m < pc.lm;
-    uint row_half = (pc.m0 + (live ? m : 0u)) * pc.dc;
-    if (pc.n == 1u) { // uniform
-        for (uint j = gl_LocalInvocationID.x; j < pc.dc; j += gl_WorkGroupSize.x)
-            sq[j] = pc.qc.v[j];
-        barrier();
-        if (live)
-            pc.f.v[m] = dot_one(row_half);
+    uint sgl = gl_SubgroupInvocationID;
+    uint cl = sgl % 8u, src0 = sgl - cl;
+    vec4 q[NQ];
+    if (pc.n == 1u) { // uniform: one token per lane
+        uint m = gl_GlobalInvocationID.x;
+        LOAD_QUERY(0u);
+        vec4 k1[2u * NK];
+        LOAD_KEY(k1, m, m < pc.lm);
+        float s1;
+        DOT_ROW(s1, k1);
+        if (m < pc.lm)
+            pc.f.v[m] = s1;
         return;
     }
-    // queries per tile (the host keeps dc <= QTILE_FLOATS) and per block; a tile is a whole
-    // number of blocks, so blocks never straddle tiles
-    uint qt = max(1u, QTILE_FLOATS / pc.dc);
-    uint bs = min(min(QB, qt), pc.n);
-    qt = qt / bs * bs;
-    float best = NEG_INF;
-    bool any_nan = false;
-    for (uint c0 = 0u; c0 < pc.n; c0 += qt) {
-        uint nq = min(qt, pc.n - c0);
-        // pad the tile to whole blocks with zero queries (their scores are ignored)
-        uint nq_pad = (nq + bs - 1u) / bs * bs;
-        for (uint j = gl_LocalInvocationID.x; j < nq_pad * pc.dc; j += gl_WorkGroupSize.x)
-            sq[j] = j < nq * pc.dc ? pc.qc.v[c0 * pc.dc + j] : 0.0;
-        barrier();
-        for (uint qb = 0u; qb < nq; qb += bs) {
-            float acc[QB];
-            for (uint i = 0u; i < QB; i++)
-                acc[i] = 0.0;
-            if (live)
-                dot_block(row_half, qb, bs, acc);
-            for (uint i = 0u; i < bs && qb + i < nq; i++) {
-                uint c = c0 + qb + i;
-                float s = acc[i];
+    // chunks: TM tokens per lane, m = base + lane + WG * t (a workgroup covers WG*TM tokens)
+    uint base = gl_WorkGroupID.x * gl_WorkGroupSize.x * TM + gl_LocalInvocationID.x;
+    vec4 k[TM][2u * NK];
+    bool live[TM];
+    [[unroll]] for (uint t = 0u; t < TM; t++) {
+        uint m = base + gl_WorkGroupSize.x * t;
+        live[t] = m < pc.lm;
+        LOAD_KEY(k[t], m, live[t]);
+    }
+    float best[TM];
+    bool nan_seen[TM];
+    [[unroll]] for (uint t = 0u; t < TM; t++) {
+        best[t] = NEG_INF;
+        nan_seen[t] = false;
+    }
+    // Every lane runs the same queries in the same order: subgroup operations are uniform.
+    for (uint c0 = 0u; c0 < pc.n; c0 += 8u) {
+        // the row maxima of 8 queries, one per lane of the cluster
+        float rm_mine = 0.0;
+        if (pc.mode == 1u && c0 + cl < pc.n)
+            rm_mine = order_key_decode(pc.rowmax.v[c0 + cl]);
+        uint nc = min(8u, pc.n - c0);
+        for (uint j = 0u; j < nc; j++) {
+            uint c = c0 + j;
+            LOAD_QUERY(c);
+            float rm = subgroupShuffle(rm_mine, src0 + j);
+            uint kmax = 0u;
+            [[unroll]] for (uint t = 0u; t < TM; t++) {
+                float s;
+                DOT_ROW(s, k[t]);
                 if (pc.mode == 0u) {
-                    uint key = live ? order_key(s) : 0u;
-                    uint kmax = subgroupMax(key);
-                    if (subgroupElect() && kmax != 0u)
-                        atomicMax(pc.rowmax.v[c], kmax);
-                } else if (pc.n == 1u) {
-                    best = s;
+                    kmax = max(kmax, live[t] ? order_key(s) : 0u);
                 } else {
-                    float sh = s - order_key_decode(pc.rowmax.v[c]);
-                    any_nan = any_nan || isnan(sh);
-                    best = max(best, sh);
+                    float sh = s - rm;
+                    nan_seen[t] = nan_seen[t] || isnan(sh);
+                    best[t] = max(best[t], sh);
                 }
             }
+            if (pc.mode == 0u) {
+                kmax = subgroupMax(kmax);
+                if (subgroupElect() && kmax != 0u)
+                    atomicMax(pc.rowmax.v[c], kmax);
+            }
         }
-        barrier();
     }
-    if (pc.mode == 1u && live)
-        pc.f.v[m] = any_nan ? uintBitsToFloat(0x7fc00000u) : best;
+    if (pc.mode == 1u)
+        [[unroll]] for (uint t = 0u; t < TM; t++)
+            if (live[t])
+                pc.f.v[base + gl_WorkGroupSize.x * t] = nan_seen[t] ? uintBitsToFloat(0x7fc00000u) : best[t];
 }

@@ -32,12 +32,12 @@ static esa_status resolve_desc(esa_context *ctx, const esa_cache_desc *in, esa_c
     CHECK(d->n_heads >= 1 && d->n_heads <= 256, "n_heads must be 1..256 (got %u)", d->n_heads);
     CHECK(d->n_kv_heads >= 1 && d->n_heads % d->n_kv_heads == 0,
           "n_kv_heads must divide n_heads (got %u / %u)", d->n_heads, d->n_kv_heads);
-    CHECK(d->head_dim >= 16 && d->head_dim <= 256 && d->head_dim % 2 == 0,
-          "head_dim must be even and 16..256 (got %u)", d->head_dim);
+    CHECK(d->head_dim >= 16 && d->head_dim <= 256 && d->head_dim % 8 == 0,
+          "head_dim must be a multiple of 8 in 16..256 (got %u)", d->head_dim);
     if (d->rope_dims == 0)
         d->rope_dims = d->head_dim;
-    CHECK(d->rope_dims % 2 == 0 && d->rope_dims <= d->head_dim,
-          "rope_dims must be even and <= head_dim (got %u)", d->rope_dims);
+    CHECK(d->rope_dims % 8 == 0 && d->rope_dims <= d->head_dim,
+          "rope_dims must be a multiple of 8 and <= head_dim (got %u)", d->rope_dims);
     if (d->rope_theta == 0.0f)
         d->rope_theta = 10000.0f;
     CHECK(isfinite(d->rope_theta) && d->rope_theta > 1.0f, "rope_theta must be > 1");
@@ -55,8 +55,9 @@ static esa_status resolve_desc(esa_context *ctx, const esa_cache_desc *in, esa_c
     if (d->compress_dim == 0) /* 128, or H*d for models narrower than that */
         d->compress_dim = esa_min_u32(128u, d->n_heads * d->head_dim);
     CHECK(d->score_mode == ESA_SCORES_EXACT ||
-              (d->compress_dim % 2 == 0 && d->compress_dim <= d->n_heads * d->head_dim),
-          "compress_dim must be even and <= n_heads*head_dim (got %u)", d->compress_dim);
+              (d->compress_dim % 8 == 0 && d->compress_dim >= 8 &&
+               d->compress_dim <= d->n_heads * d->head_dim),
+          "compress_dim must be a multiple of 8 and <= n_heads*head_dim (got %u)", d->compress_dim);
     CHECK(d->proximity_radius >= ESA_RADIUS_NONE && d->proximity_radius <= ESA_MAX_RADIUS,
           "proximity_radius must be ESA_RADIUS_NONE or 0..%d (got %d)", ESA_MAX_RADIUS,
           d->proximity_radius);
@@ -79,17 +80,22 @@ static esa_status resolve_desc(esa_context *ctx, const esa_cache_desc *in, esa_c
     return ESA_SUCCESS;
 }
 
-/* The rotation table of rope.glsl: per pair (f, fract(256 f), fract(65536 f), 0), f in turns. */
+/* The rotations of rope.glsl: t[((l * 256 + j) * rd/2 + i) * 2 + (0: cos, 1: sin)] of j * 256^l
+ * positions for rotary pair i, computed in double with the angle reduced first. */
 static void rope_table(const esa_cache_desc *d, float *t)
 {
-    for (uint32_t i = 0; i < d->rope_dims / 2; i++) {
-        double f = pow((double)d->rope_theta, -2.0 * i / d->rope_dims) / 6.283185307179586476925286766559;
-        double f256 = 256.0 * f, f65536 = 65536.0 * f;
-        t[4 * i + 0] = (float)f;
-        t[4 * i + 1] = (float)(f256 - floor(f256));
-        t[4 * i + 2] = (float)(f65536 - floor(f65536));
-        t[4 * i + 3] = 0.0f;
-    }
+    uint32_t half = d->rope_dims / 2;
+    for (uint32_t lvl = 0; lvl < 3; lvl++)
+        for (uint32_t j = 0; j < 256; j++)
+            for (uint32_t i = 0; i < half; i++) {
+                double turns_per_pos = pow((double)d->rope_theta, -2.0 * i / d->rope_dims) /
+                                       6.283185307179586476925286766559;
+                double turns = (double)j * ldexp(1.0, 8 * (int)lvl) * turns_per_pos;
+                double ang = 6.283185307179586476925286766559 * (turns - floor(turns));
+                size_t at = (((size_t)lvl * 256 + j) * half + i) * 2;
+                t[at] = (float)cos(ang);
+                t[at + 1] = (float)sin(ang);
+            }
 }
 
 /* For element e of a head: its pair partner, and whether it is the first of the pair. */
@@ -148,35 +154,14 @@ static esa_status upload(esa_cache *c, esa_buffer *dst, const void *src, size_t 
 static esa_status choose_attend(esa_cache *c)
 {
     esa_context *ctx = c->ctx;
-    uint32_t d = c->d.head_dim, gs = c->d.n_heads / c->d.n_kv_heads;
-    uint32_t shared = ctx->info.max_shared_memory;
-    static const uint32_t qts[] = {16, 8, 4, 2, 1};
-    c->attend_wg = 128;
+    /* score.comp keeps tm keys of dc halves per lane: about 256 floats */
+    c->score_tm = esa_max_u32(1u, esa_min_u32(8u, 256u / c->dc));
+    esa_status ss = esa_score_pipeline(ctx, c->dc, c->score_tm, &c->score_pipe);
+    if (ss != ESA_SUCCESS)
+        return ss;
     for (int v = 0; v < 2; v++) {
-        uint32_t qt = 1, kt = 8;
-        for (size_t i = (v == 0 ? 4 : 0); i < 5; i++) {
-            uint32_t r = qts[i] * gs;
-            uint32_t kk = 16;
-            uint64_t bytes = 4ull * (r * d + 2ull * kk * d + r * kk + kk + 3ull * r);
-            if (bytes > shared) {
-                kk = 8;
-                bytes = 4ull * (r * d + 2ull * kk * d + r * kk + kk + 3ull * r);
-            }
-            /* keep the per-invocation accumulator small: at most 64 floats */
-            if (bytes <= shared && r * d <= 64u * c->attend_wg) {
-                qt = qts[i];
-                kt = kk;
-                break;
-            }
-        }
-        uint64_t need = 4ull * (qt * gs * d + 2ull * kt * d + qt * gs * kt + kt + 3ull * qt * gs);
-        if (need > shared)
-            return esa_fail(ctx, ESA_ERROR_DEVICE_UNSUPPORTED,
-                            "attention needs %llu bytes of shared memory for head_dim %u, group %u",
-                            (unsigned long long)need, d, gs);
-        c->attend_qt[v] = qt;
-        c->attend_kt[v] = kt;
-        esa_status s = esa_attend_pipeline(ctx, d, gs, qt, kt, c->attend_wg, &c->attend_pipe[v]);
+        esa_attend_tuning_for(ctx, c->d.head_dim, c->d.n_heads / c->d.n_kv_heads, v == 0, &c->attend[v]);
+        esa_status s = esa_attend_pipeline(ctx, &c->d, &c->attend[v], &c->attend_pipe[v]);
         if (s != ESA_SUCCESS)
             return s;
     }
@@ -209,8 +194,10 @@ static esa_status alloc_all(esa_cache *c)
         ALLOC(&L->sel, (uint64_t)d->top_k * 4, ESA_MEM_DEVICE);
         L->ready = exact;
     }
-    ALLOC(&c->rope, (uint64_t)d->rope_dims / 2 * 16, ESA_MEM_DEVICE);
+    ALLOC(&c->rope, 3ull * 256 * d->rope_dims / 2 * 8, ESA_MEM_DEVICE);
     ALLOC(&c->qs, C * hd * 4, ESA_MEM_DEVICE);
+    ALLOC(&c->qf[0], C * hd * 4, ESA_MEM_DEVICE);
+    ALLOC(&c->qf[1], C * hd * 4, ESA_MEM_DEVICE);
     ALLOC(&c->qc, C * c->dc * 4, ESA_MEM_DEVICE);
     ALLOC(&c->rowmax, C * 4, ESA_MEM_DEVICE);
     ALLOC(&c->f, T * 4, ESA_MEM_DEVICE);
@@ -272,11 +259,10 @@ esa_status esa_cache_create(esa_context *ctx, const esa_cache_desc *desc, esa_ca
     if ((uint64_t)d.max_tokens * dc >= (1ull << 31))
         return esa_fail(ctx, ESA_ERROR_INVALID_ARGUMENT,
                         "max_tokens * score dimension (%u) must be < 2^31 for 32-bit indices", dc);
-    if (dc > ctx->score_tile)
-        return esa_fail(ctx, ESA_ERROR_INVALID_ARGUMENT,
-                        "the score dimension %u (%s) exceeds this device's limit %u", dc,
+    if (dc > ESA_SCORE_MAX_DC)
+        return esa_fail(ctx, ESA_ERROR_INVALID_ARGUMENT, "the score dimension %u (%s) exceeds %u", dc,
                         d.score_mode == ESA_SCORES_EXACT ? "G*d with exact scores" : "compress_dim",
-                        ctx->score_tile);
+                        ESA_SCORE_MAX_DC);
     esa_cache *c = esa_calloc(ctx, 1, sizeof *c);
     if (!c)
         return ESA_ERROR_OUT_OF_HOST_MEMORY;
@@ -293,12 +279,13 @@ esa_status esa_cache_create(esa_context *ctx, const esa_cache_desc *desc, esa_ca
     if (s == ESA_SUCCESS)
         s = choose_attend(c);
     if (s == ESA_SUCCESS) {
-        float *t = esa_calloc(ctx, d.rope_dims / 2 * 4, sizeof(float));
+        size_t floats = 3u * 256u * d.rope_dims;
+        float *t = esa_calloc(ctx, floats, sizeof(float));
         if (!t) {
             s = ESA_ERROR_OUT_OF_HOST_MEMORY;
         } else {
             rope_table(&d, t);
-            s = upload(c, &c->rope, t, d.rope_dims / 2 * 16);
+            s = upload(c, &c->rope, t, floats * sizeof(float));
             esa_free(ctx, t);
         }
     }
@@ -330,7 +317,7 @@ void esa_cache_destroy(esa_cache *c)
                 esa_buffer_destroy(ctx, bs[i]);
         }
     }
-    esa_buffer *bs[] = {&c->rope, &c->a_exact, &c->qs, &c->qc, &c->rowmax, &c->f, &c->keys,
+    esa_buffer *bs[] = {&c->rope, &c->qf[0], &c->qf[1], &c->a_exact, &c->qs, &c->qc, &c->rowmax, &c->f, &c->keys,
                         &c->topk, &c->blocks, &c->topk_bits, &c->cand, &c->part_o,
                         &c->part_ml, &c->upload, &c->download, &c->readback};
     for (size_t i = 0; i < sizeof bs / sizeof bs[0]; i++)
@@ -338,6 +325,8 @@ void esa_cache_destroy(esa_cache *c)
     for (int v = 0; v < 2; v++)
         if (c->attend_pipe[v])
             ctx->vk.vkDestroyPipeline(ctx->device, c->attend_pipe[v], NULL);
+    if (c->score_pipe)
+        ctx->vk.vkDestroyPipeline(ctx->device, c->score_pipe, NULL);
     esa_free(ctx, c->layers);
     esa_free(ctx, c);
 }

@@ -1,7 +1,8 @@
 /* device.c - contexts: Vulkan instance and device, device choice, capabilities, submission.
  *
- * The shaders need Vulkan 1.2 with bufferDeviceAddress (every buffer is reached by address)
- * and compute subgroup operations basic/arithmetic/ballot; a device without them is refused. */
+ * The shaders need Vulkan 1.2 with bufferDeviceAddress (every buffer is reached by address),
+ * compute subgroup operations basic/arithmetic/ballot/shuffle and a subgroup size that is a
+ * multiple of 8; a device without them is refused. */
 #include "internal.h"
 
 #include <ctype.h>
@@ -129,12 +130,15 @@ static int describe(esa_vk *vk, VkPhysicalDevice pd, uint32_t index, esa_device_
     vk->vkGetPhysicalDeviceFeatures2(pd, &f2);
     const VkSubgroupFeatureFlags need_ops = VK_SUBGROUP_FEATURE_BASIC_BIT |
                                             VK_SUBGROUP_FEATURE_ARITHMETIC_BIT |
-                                            VK_SUBGROUP_FEATURE_BALLOT_BIT;
+                                            VK_SUBGROUP_FEATURE_BALLOT_BIT |
+                                            VK_SUBGROUP_FEATURE_SHUFFLE_BIT;
     if (!f12.bufferDeviceAddress)
         *why = "bufferDeviceAddress is required";
     else if (!(sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) ||
              (sg.supportedOperations & need_ops) != need_ops)
-        *why = "compute subgroup operations (basic, arithmetic, ballot) are required";
+        *why = "compute subgroup operations (basic, arithmetic, ballot, shuffle) are required";
+    else if (sg.subgroupSize < 8 || sg.subgroupSize % 8 != 0 || sg.subgroupSize > 128)
+        *why = "a subgroup size of 8, 16, ... 128 is required (attend.comp's 8-lane clusters)";
     else if (info->max_shared_memory < 16384 || info->max_workgroup_invocations < 256 ||
              p->limits.maxComputeWorkGroupSize[0] < 256)
         *why = "16 KiB of shared memory and 256-invocation workgroups are required";

@@ -53,6 +53,11 @@ esa_status esa_cmd_attend(esa_cache *c, VkCommandBuffer cb, uint32_t layer, uint
         return esa_fail(ctx, ESA_ERROR_INVALID_ARGUMENT, "addresses must be 4-byte aligned");
     if (b->dtype != ESA_F32 && b->dtype != ESA_F16)
         return esa_fail(ctx, ESA_ERROR_INVALID_ARGUMENT, "bad dtype");
+    if (b->attention != ESA_ATTENTION_ESA && b->attention != ESA_ATTENTION_DENSE &&
+        b->attention != ESA_ATTENTION_WINDOW)
+        return esa_fail(ctx, ESA_ERROR_INVALID_ARGUMENT, "bad attention (%d)", (int)b->attention);
+    if (b->reserved[0] || b->reserved[1])
+        return esa_fail(ctx, ESA_ERROR_INVALID_ARGUMENT, "esa_step_buffers.reserved must be zero");
     if (layer >= c->d.n_layers)
         return esa_fail(ctx, ESA_ERROR_INVALID_ARGUMENT, "layer %u out of range", layer);
     if (n == 0 || n > c->d.chunk)
@@ -64,6 +69,7 @@ esa_status esa_cmd_attend(esa_cache *c, VkCommandBuffer cb, uint32_t layer, uint
     if (info)
         memset(info, 0, sizeof *info);
     esa_step_io io = {.q = b->q, .k = b->k, .v = b->v, .out = b->out, .in_f16 = b->dtype == ESA_F16};
-    esa_record_chunk(c, cb, layer, n, &io, ESA_STEP_ESA, info);
+    static const enum esa_step_mode modes[] = {ESA_STEP_ESA, ESA_STEP_DENSE, ESA_STEP_WINDOW};
+    esa_record_chunk(c, cb, layer, n, &io, modes[b->attention], info);
     return ESA_SUCCESS;
 }

@@ -25,13 +25,13 @@ typedef struct esa_buffer {
 enum esa_pipeline_id {
     ESA_PIPE_APPEND,
     ESA_PIPE_COMPRESS,
-    ESA_PIPE_SCORE,
     ESA_PIPE_PROXIMITY,
     ESA_PIPE_TOPK_PICK,
     ESA_PIPE_TOPK_HIST1,
     ESA_PIPE_TOPK_FILTER,
     ESA_PIPE_TOPK_RESOLVE,
     ESA_PIPE_TOPK_WRITE,
+    ESA_PIPE_ROPE_Q,
     ESA_PIPE_MERGE,
     ESA_PIPE_PROBE,
     ESA_PIPE_COUNT
@@ -59,10 +59,10 @@ struct esa_context {
     VkFence fence;
     VkPipelineLayout layout;      /* one push-constant range, no descriptor sets */
     VkPipeline pipes[ESA_PIPE_COUNT];
-    VkShaderModule attend_module; /* attend pipelines depend on the shape: made per cache */
+    VkShaderModule attend_module; /* attend and score pipelines depend on the shape: made per */
+    VkShaderModule score_module;  /* cache */
     uint32_t wg_size;             /* default workgroup size of the 1-D kernels */
     uint32_t proximity_items;     /* keys per invocation of proximity.comp */
-    uint32_t score_tile;          /* floats of queries score.comp holds: d' may not exceed it */
     int32_t last_vk;
     char last_error[512];
     /* profile.c: timestamps of the simple API's submissions */
@@ -104,9 +104,24 @@ void esa_buffer_invalidate(esa_context *ctx, esa_buffer *b);
 /* pipelines.c */
 esa_status esa_pipelines_create(esa_context *ctx);
 void esa_pipelines_destroy(esa_context *ctx);
-/* The attend pipeline for one shape (D, GS, QT, KT), workgroup size wg. */
-esa_status esa_attend_pipeline(esa_context *ctx, uint32_t d, uint32_t gs, uint32_t qt,
-                               uint32_t kt, uint32_t wg, VkPipeline *out);
+/* How attend.comp runs on this device (tuning.c): lanes per row (td: 1 or 8), rows per lane
+ * (td 1) or per 8-lane cluster (td 8) (rpi), key lanes (kl: clusters with their own keys),
+ * workgroup size (wg: a multiple of 8*kl and of the subgroup size), the workgroups a part is
+ * split into at least (workgroups), and the cap on rpi*head_dim/td that bounds registers
+ * (reg_dims). */
+typedef struct esa_attend_tuning {
+    const char *name;
+    uint32_t td, rpi, kl, wg, workgroups, reg_dims;
+} esa_attend_tuning;
+void esa_attend_tuning_for(const esa_context *ctx, uint32_t head_dim, uint32_t group, int decode,
+                           esa_attend_tuning *out);
+/* The score pipeline for score dimension dc (a multiple of 8) and tm tokens per lane. */
+esa_status esa_score_pipeline(esa_context *ctx, uint32_t dc, uint32_t tm, VkPipeline *out);
+#define ESA_SCORE_WG 64u      /* score.comp's workgroup size */
+#define ESA_SCORE_MAX_DC 1024u /* its register rows: d' (G*d with exact scores) at most this */
+/* The attend pipeline for one cache shape and tuning. */
+esa_status esa_attend_pipeline(esa_context *ctx, const esa_cache_desc *d,
+                               const esa_attend_tuning *t, VkPipeline *out);
 void esa_cmd_push(esa_context *ctx, VkCommandBuffer cb, VkPipeline p, const void *pc,
                   uint32_t size);
 /* A compute->compute (and transfer->compute) memory barrier between dependent dispatches. */
@@ -142,7 +157,8 @@ struct esa_cache {
     uint32_t dc;                  /* compressed dim actually used (G*d in exact-score mode) */
     uint32_t radius;              /* resolved epsilon */
     esa_layer *layers;
-    esa_buffer rope;              /* vec4 [rope_dims/2] */
+    esa_buffer rope;              /* vec2 [3][256][rope_dims/2]: rope.glsl's rotations */
+    esa_buffer qf[2];             /* f32 [chunk][H*d]: queries rotated per frame (rope_q) */
     esa_buffer a_exact;           /* exact-score mode: f32 [H*d][G*d], the group sum of rope_w */
     esa_buffer qs;                /* f32 [chunk][H*d] queries */
     esa_buffer qc;                /* f32 [chunk][dc] compressed queries */
@@ -159,8 +175,10 @@ struct esa_cache {
     esa_buffer upload;            /* host-visible q, k, v of one chunk */
     esa_buffer download;          /* host-visible output of one chunk */
     esa_buffer readback;          /* host-visible uint [top_k] */
-    VkPipeline attend_pipe[2];    /* [0] decode (QT = 1), [1] chunk */
-    uint32_t attend_qt[2], attend_kt[2], attend_wg;
+    VkPipeline attend_pipe[2];    /* [0] decode (one query), [1] chunk */
+    VkPipeline score_pipe;
+    uint32_t score_tm;            /* middle tokens per lane of score.comp for chunks */
+    esa_attend_tuning attend[2];
 };
 
 /* The device addresses one step reads and writes (engine level and simple level alike). */
@@ -170,7 +188,7 @@ typedef struct esa_step_io {
 } esa_step_io;
 
 /* What a chunk does: an ESA step, a dense step, or only append its keys and values. */
-enum esa_step_mode { ESA_STEP_ESA, ESA_STEP_DENSE, ESA_STEP_APPEND };
+enum esa_step_mode { ESA_STEP_ESA, ESA_STEP_DENSE, ESA_STEP_WINDOW, ESA_STEP_APPEND };
 
 /* step.c: record one chunk (n <= chunk) of one layer; updates the layer's length. */
 void esa_record_chunk(esa_cache *cache, VkCommandBuffer cb, uint32_t layer, uint32_t n,
@@ -193,6 +211,7 @@ void esa_record_topk(esa_cache *cache, VkCommandBuffer cb, uint32_t lm, uint32_t
 /* One attention part: keys first..first+count-1 (cache positions, or list entries when
  * use_list), queries rotated at q_rope_pos0 + c * q_rope_step, keys at 0 (k_rope_zero) or at
  * position - k_rope_sub. */
+#define ESA_MAX_SEGMENTS 4u /* a chunk's partial slots hold 4 parts (cache.c) */
 typedef struct esa_segment {
     uint32_t first, count, use_list;
     uint32_t q_rope_pos0, q_rope_step, k_rope_zero, k_rope_sub;

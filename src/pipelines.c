@@ -14,13 +14,13 @@ typedef struct shader_entry {
 static const shader_entry shaders[ESA_PIPE_COUNT] = {
     [ESA_PIPE_APPEND] = {esa_shader_append_spv, &esa_shader_append_spv_size},
     [ESA_PIPE_COMPRESS] = {esa_shader_compress_spv, &esa_shader_compress_spv_size},
-    [ESA_PIPE_SCORE] = {esa_shader_score_spv, &esa_shader_score_spv_size},
     [ESA_PIPE_PROXIMITY] = {esa_shader_proximity_spv, &esa_shader_proximity_spv_size},
     [ESA_PIPE_TOPK_PICK] = {esa_shader_topk_pick_spv, &esa_shader_topk_pick_spv_size},
     [ESA_PIPE_TOPK_HIST1] = {esa_shader_topk_hist1_spv, &esa_shader_topk_hist1_spv_size},
     [ESA_PIPE_TOPK_FILTER] = {esa_shader_topk_filter_spv, &esa_shader_topk_filter_spv_size},
     [ESA_PIPE_TOPK_RESOLVE] = {esa_shader_topk_resolve_spv, &esa_shader_topk_resolve_spv_size},
     [ESA_PIPE_TOPK_WRITE] = {esa_shader_topk_write_spv, &esa_shader_topk_write_spv_size},
+    [ESA_PIPE_ROPE_Q] = {esa_shader_rope_q_spv, &esa_shader_rope_q_spv_size},
     [ESA_PIPE_MERGE] = {esa_shader_merge_spv, &esa_shader_merge_spv_size},
     [ESA_PIPE_PROBE] = {esa_shader_probe_read_spv, &esa_shader_probe_read_spv_size},
 };
@@ -41,7 +41,7 @@ static esa_status make_module(esa_context *ctx, const uint32_t *code, size_t siz
 static esa_status make_pipeline(esa_context *ctx, VkShaderModule module, const uint32_t *spec,
                                 uint32_t n, VkPipeline *out)
 {
-    VkSpecializationMapEntry map[8];
+    VkSpecializationMapEntry map[16];
     for (uint32_t i = 0; i < n; i++)
         map[i] = (VkSpecializationMapEntry){.constantID = i, .offset = 4 * i, .size = 4};
     VkSpecializationInfo si = {.mapEntryCount = n, .pMapEntries = map, .dataSize = 4 * n, .pData = spec};
@@ -72,11 +72,9 @@ esa_status esa_pipelines_create(esa_context *ctx)
     if (r != VK_SUCCESS)
         return esa_vk_fail(ctx, r, "vkCreatePipelineLayout");
     uint32_t wg = ctx->wg_size;
-    /* compress: TILE floats of x in shared memory; score: a tile of queries */
+    /* compress: TILE floats of x in shared memory */
     uint32_t shared_floats = ctx->info.max_shared_memory / 4u;
     uint32_t compress_tile = esa_min_u32(2048u, shared_floats / 2u);
-    uint32_t score_tile = esa_min_u32(4096u, shared_floats / 2u);
-    ctx->score_tile = score_tile;
     /* proximity: its tile and halo of keys plus a 2048-bin histogram in shared memory */
     ctx->proximity_items = 16;
     while (ctx->proximity_items > 1 &&
@@ -95,10 +93,6 @@ esa_status esa_pipelines_create(esa_context *ctx)
             spec[1] = compress_tile;
             spec[2] = ESA_COMPRESS_TOKENS;
             nspec = 3;
-        } else if (i == ESA_PIPE_SCORE) {
-            spec[0] = 64;
-            spec[1] = score_tile;
-            nspec = 2;
         } else if (i == ESA_PIPE_PROXIMITY) {
             spec[1] = ESA_MAX_RADIUS;
             spec[2] = ctx->proximity_items;
@@ -111,7 +105,10 @@ esa_status esa_pipelines_create(esa_context *ctx)
         if (s != ESA_SUCCESS)
             return s;
     }
-    return make_module(ctx, esa_shader_attend_spv, esa_shader_attend_spv_size, &ctx->attend_module);
+    esa_status s = make_module(ctx, esa_shader_attend_spv, esa_shader_attend_spv_size, &ctx->attend_module);
+    if (s == ESA_SUCCESS)
+        s = make_module(ctx, esa_shader_score_spv, esa_shader_score_spv_size, &ctx->score_module);
+    return s;
 }
 
 void esa_pipelines_destroy(esa_context *ctx)
@@ -121,15 +118,24 @@ void esa_pipelines_destroy(esa_context *ctx)
             ctx->vk.vkDestroyPipeline(ctx->device, ctx->pipes[i], NULL);
     if (ctx->attend_module)
         ctx->vk.vkDestroyShaderModule(ctx->device, ctx->attend_module, NULL);
+    if (ctx->score_module)
+        ctx->vk.vkDestroyShaderModule(ctx->device, ctx->score_module, NULL);
     if (ctx->layout)
         ctx->vk.vkDestroyPipelineLayout(ctx->device, ctx->layout, NULL);
 }
 
-esa_status esa_attend_pipeline(esa_context *ctx, uint32_t d, uint32_t gs, uint32_t qt,
-                               uint32_t kt, uint32_t wg, VkPipeline *out)
+esa_status esa_score_pipeline(esa_context *ctx, uint32_t dc, uint32_t tm, VkPipeline *out)
 {
-    uint32_t spec[5] = {wg, d, gs, qt, kt};
-    return make_pipeline(ctx, ctx->attend_module, spec, 5, out);
+    uint32_t spec[3] = {ESA_SCORE_WG, dc, tm};
+    return make_pipeline(ctx, ctx->score_module, spec, 3, out);
+}
+
+esa_status esa_attend_pipeline(esa_context *ctx, const esa_cache_desc *d,
+                               const esa_attend_tuning *t, VkPipeline *out)
+{
+    uint32_t spec[8] = {t->wg, d->head_dim, d->n_heads / d->n_kv_heads, d->rope_dims,
+                        d->rope_style == ESA_ROPE_NEOX, t->td, t->rpi, t->kl};
+    return make_pipeline(ctx, ctx->attend_module, spec, 8, out);
 }
 
 void esa_cmd_push(esa_context *ctx, VkCommandBuffer cb, VkPipeline p, const void *pc,

@@ -71,19 +71,27 @@ _Static_assert(offsetof(esa_pc_topk, lm) == 48, "topk push constants: addresses 
 #define ESA_TOPK_WORDS (ESA_TOPK_BLOCK / 32u) /* bitmap words per block: write's workgroup */
 #define ESA_TOPK_MAX_BLOCKS 4096u /* blocks resolve can count in shared memory */
 
+typedef struct esa_pc_rope_q { /* shaders/rope_q.comp */
+    uint64_t q;                 /* f32 [n][H*d] pre-RoPE */
+    uint64_t out0, out1;        /* f32 [n][H*d]: the frames */
+    uint64_t rope;              /* vec2 [3][256][rope_dims/2] (rope.glsl) */
+    uint32_t n, hd, d, rd, neox;
+    uint32_t pos0_0, step_0, pos0_1, step_1;
+    float scale;                /* logit scale * log2(e) */
+} esa_pc_rope_q;
+_Static_assert(sizeof(esa_pc_rope_q) == 72, "rope_q push constants");
+
 typedef struct esa_pc_attend { /* shaders/attend.comp */
-    uint64_t q;                 /* f32 [n][H][d] pre-RoPE */
+    uint64_t q;                 /* f32 [n][H][d], rotated and prescaled (rope_q.comp) */
     uint64_t k, v;              /* f16 [*][G][d] */
     uint64_t list;              /* uint cache positions (when use_list) */
     uint64_t part_o;            /* f32 [slots][n*H][d] */
     uint64_t part_ml;           /* vec2 [slots][n*H] (max, sum) */
-    uint64_t rope;              /* vec4 [rope_dims/2] */
-    uint32_t n, n_heads, key_first, key_count, split_len, q_cache_pos0, q_rope_pos0, q_rope_step;
-    uint32_t k_rope_zero, k_rope_sub, slot_base, rope_dims, rope_neox, use_list;
-    float scale;
-    uint32_t pad;
+    uint64_t rope;              /* vec2 [3][256][rope_dims/2] (rope.glsl) */
+    uint32_t n, n_heads, key_first, key_count, split_len, q_cache_pos0;
+    uint32_t k_rope_zero, k_rope_sub, slot_base, use_list;
 } esa_pc_attend;
-_Static_assert(sizeof(esa_pc_attend) == 120, "attend push constants");
+_Static_assert(sizeof(esa_pc_attend) == 96, "attend push constants");
 
 typedef struct esa_pc_merge { /* shaders/merge.comp */
     uint64_t part_o, part_ml, out;

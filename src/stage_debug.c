@@ -250,10 +250,18 @@ esa_status esa_debug_attend(esa_cache *c, const float *q, uint32_t n, uint32_t q
     CHECK(n >= 1 && n <= d->chunk, "n must be 1..chunk (got %u)", n);
     CHECK(nk <= d->max_tokens, "nk must be <= max_tokens (got %u)", nk);
     CHECK(nlist <= d->top_k, "nlist must be <= top_k (got %u)", nlist);
-    CHECK(nseg <= 8, "at most 8 segments");
+    CHECK(nseg <= ESA_MAX_SEGMENTS, "at most %u segments (a chunk's partial slots)", ESA_MAX_SEGMENTS);
+    uint32_t frames = 0;
+    for (uint32_t i = 0; i < nseg; i++) {
+        int seen = 0;
+        for (uint32_t j = 0; j < i; j++)
+            seen |= seg[j].q_rope_pos0 == seg[i].q_rope_pos0 && seg[j].q_rope_step == seg[i].q_rope_step;
+        frames += !seen;
+    }
+    CHECK(frames <= 2, "at most 2 distinct query frames (q_rope_pos0, q_rope_step)");
     for (uint32_t i = 0; i < nlist; i++)
         CHECK(list[i] < nk, "list[%u] = %u is not a stored key (nk %u)", i, list[i], nk);
-    esa_segment sg[8];
+    esa_segment sg[ESA_MAX_SEGMENTS];
     for (uint32_t i = 0; i < nseg; i++) {
         uint64_t end = (uint64_t)seg[i].first + seg[i].count;
         CHECK(end <= (seg[i].use_list ? nlist : nk), "segment %u reaches past its keys", i);

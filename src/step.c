@@ -28,10 +28,13 @@ void esa_record_compress(esa_cache *c, VkCommandBuffer cb, const esa_pc_compress
 
 void esa_record_scores(esa_cache *c, VkCommandBuffer cb, const esa_pc_score *sc)
 {
-    /* One invocation per token: past 64 * 65535 tokens (the spec's minimum of
-     * maxComputeWorkGroupCount[0]) the range goes in several dispatches, each a slice of f and
-     * of the keys; the row maxima of mode 0 accumulate over all of them before mode 1. */
-    const uint32_t slice = 64u * 65535u;
+    /* One token per invocation for one query, score_tm for chunks: past 65535 workgroups (the
+     * spec's minimum of maxComputeWorkGroupCount[0]) the range goes in several dispatches, each
+     * a slice of f and of the keys; the row maxima of mode 0 accumulate over all of them
+     * before mode 1. */
+    esa_context *ctx = c->ctx;
+    uint32_t per_wg = ESA_SCORE_WG * (sc->n > 1 ? c->score_tm : 1u);
+    const uint32_t slice = per_wg * 65535u;
     for (uint32_t mode = sc->n > 1 ? 0u : 1u; mode < 2; mode++)
         for (uint32_t m = 0; m < sc->lm; m += slice) {
             esa_pc_score pc = *sc;
@@ -39,7 +42,9 @@ void esa_record_scores(esa_cache *c, VkCommandBuffer cb, const esa_pc_score *sc)
             pc.m0 = sc->m0 + m;
             pc.lm = esa_min_u32(slice, sc->lm - m);
             pc.f = sc->f + (VkDeviceAddress)m * 4;
-            dispatch(c, cb, ESA_PIPE_SCORE, &pc, sizeof pc, esa_div_up(pc.lm, 64), 1);
+            esa_cmd_push(ctx, cb, c->score_pipe, &pc, sizeof pc);
+            ctx->vk.vkCmdDispatch(cb, esa_div_up(pc.lm, per_wg), 1, 1);
+            esa_cmd_barrier(ctx, cb);
         }
 }
 
@@ -107,28 +112,62 @@ static void record_select(esa_cache *c, VkCommandBuffer cb, esa_layer *L, uint32
     esa_cmd_stamp(ctx, cb, ESA_STAGE_TOPK);
 }
 
-/* Split the parts' keys over workgroups so the device has enough of them (flash-decoding),
- * within the partial-slot capacity. Returns the keys per split. */
-static uint32_t plan_splits(esa_cache *c, const esa_segment *seg, uint32_t nseg, uint32_t n,
-                            uint32_t qtiles, uint32_t kt)
+/* Split the parts' keys over workgroups so the device has enough of them (flash-decoding):
+ * at least the tuning's workgroup count with `base` workgroups per split (row tiles times KV
+ * heads), each split at least 16 keys per key lane, and within the partial-slot capacity
+ * (each split writes one slot per key lane). Returns the keys per split. */
+static uint32_t plan_splits(esa_cache *c, const esa_attend_tuning *t, const esa_segment *seg,
+                            uint32_t nseg, uint32_t n, uint32_t base)
 {
     uint64_t total = 0;
     for (uint32_t i = 0; i < nseg; i++)
         total += seg[i].count;
     uint64_t row_floats = (uint64_t)n * c->d.n_heads * c->d.head_dim;
     uint64_t max_slots = c->part_floats / row_floats;
-    uint32_t base = qtiles * c->d.n_kv_heads;
-    uint32_t want = esa_max_u32(1u, 256u / base);
-    uint64_t len = esa_max_u32(4 * kt, (uint32_t)((total + want - 1) / want));
+    uint32_t want = esa_max_u32(1u, esa_div_up(t->workgroups, base));
+    uint64_t unit = t->kl;
+    uint64_t len = (total + want - 1) / want;
+    if (len < 16 * unit)
+        len = 16 * unit;
     for (;;) {
-        len = (len + kt - 1) / kt * kt;
+        len = (len + unit - 1) / unit * unit;
         uint64_t slots = 0;
         for (uint32_t i = 0; i < nseg; i++)
-            slots += (seg[i].count + len - 1) / len;
-        if (slots <= max_slots)
+            slots += (seg[i].count + len - 1) / len * t->kl;
+        if (slots <= max_slots || len >= total)
             return (uint32_t)len;
         len *= 2;
     }
+}
+
+/* The query frames of the parts (at most 2 distinct ones: ESA's global and local frames, or
+ * the true positions), rotated by rope_q.comp into cache->qf; frame[i] of each part. */
+static uint32_t record_frames(esa_cache *c, VkCommandBuffer cb, uint32_t n, const esa_segment *seg,
+                              uint32_t nseg, uint32_t *frame)
+{
+    const esa_cache_desc *d = &c->d;
+    uint32_t pos0[2] = {0, 0}, step[2] = {0, 0}, nf = 0;
+    for (uint32_t i = 0; i < nseg; i++) {
+        uint32_t f = 0;
+        while (f < nf && !(pos0[f] == seg[i].q_rope_pos0 && step[f] == seg[i].q_rope_step))
+            f++;
+        if (f == nf && nf < 2) {
+            pos0[nf] = seg[i].q_rope_pos0;
+            step[nf++] = seg[i].q_rope_step;
+        }
+        frame[i] = f < nf ? f : 0; /* callers pass at most 2 frames (esa_debug_attend checks) */
+    }
+    if (nf == 0)
+        return 0;
+    uint32_t hd = d->n_heads * d->head_dim;
+    esa_pc_rope_q pr = {
+        .q = c->qs.address, .out0 = c->qf[0].address, .out1 = c->qf[1].address,
+        .rope = c->rope.address, .n = n, .hd = hd, .d = d->head_dim, .rd = d->rope_dims,
+        .neox = d->rope_style == ESA_ROPE_NEOX, .pos0_0 = pos0[0], .step_0 = step[0],
+        .pos0_1 = pos0[1], .step_1 = step[1], .scale = d->scale * 1.44269504088896340736f,
+    };
+    dispatch(c, cb, ESA_PIPE_ROPE_Q, &pr, sizeof pr, esa_div_up(n * hd / 2, c->ctx->wg_size), nf);
+    return nf;
 }
 
 uint32_t esa_record_attention(esa_cache *c, VkCommandBuffer cb, esa_layer *L, uint32_t n,
@@ -137,30 +176,32 @@ uint32_t esa_record_attention(esa_cache *c, VkCommandBuffer cb, esa_layer *L, ui
     esa_context *ctx = c->ctx;
     const esa_cache_desc *d = &c->d;
     int v = n == 1 ? 0 : 1;
-    uint32_t qt = c->attend_qt[v], qtiles = esa_div_up(n, qt);
-    uint32_t split_len = plan_splits(c, seg, nseg, n, qtiles, c->attend_kt[v]);
+    const esa_attend_tuning *t = &c->attend[v];
+    uint32_t tile_rows = t->wg / (8u * t->kl) * (t->td == 1 ? 8u : 1u) * t->rpi;
+    uint32_t qtiles = esa_div_up(n * (d->n_heads / d->n_kv_heads), tile_rows);
+    uint32_t split_len = plan_splits(c, t, seg, nseg, n, qtiles * d->n_kv_heads);
+    uint32_t frame[ESA_MAX_SEGMENTS];
+    record_frames(c, cb, n, seg, nseg, frame);
     esa_pc_attend pa = {
-        .q = c->qs.address, .k = L->k.address, .v = L->v.address, .list = L->sel.address,
+        .k = L->k.address, .v = L->v.address, .list = L->sel.address,
         .part_o = c->part_o.address, .part_ml = c->part_ml.address, .rope = c->rope.address,
         .n = n, .n_heads = d->n_heads, .split_len = split_len, .q_cache_pos0 = P,
-        .rope_dims = d->rope_dims, .rope_neox = d->rope_style == ESA_ROPE_NEOX, .scale = d->scale,
     };
     uint32_t slot = 0;
     for (uint32_t i = 0; i < nseg; i++) {
         if (seg[i].count == 0)
             continue;
+        pa.q = c->qf[frame[i]].address;
         pa.key_first = seg[i].first;
         pa.key_count = seg[i].count;
         pa.use_list = seg[i].use_list;
-        pa.q_rope_pos0 = seg[i].q_rope_pos0;
-        pa.q_rope_step = seg[i].q_rope_step;
         pa.k_rope_zero = seg[i].k_rope_zero;
         pa.k_rope_sub = seg[i].k_rope_sub;
         pa.slot_base = slot;
         uint32_t splits = esa_div_up(seg[i].count, split_len);
         esa_cmd_push(ctx, cb, c->attend_pipe[v], &pa, sizeof pa);
         ctx->vk.vkCmdDispatch(cb, splits, qtiles, d->n_kv_heads);
-        slot += splits;
+        slot += splits * t->kl;
     }
     esa_cmd_barrier(ctx, cb);
     esa_cmd_stamp(ctx, cb, ESA_STAGE_ATTENTION);
@@ -187,8 +228,10 @@ void esa_record_chunk(esa_cache *c, VkCommandBuffer cb, uint32_t layer, uint32_t
     uint32_t nL = esa_min_u32(d->n_local, P - nI);
     uint32_t lm = P - nI - nL;
     int append_only = mode == ESA_STEP_APPEND;
-    int dense = mode == ESA_STEP_DENSE || (uint64_t)P + n <= (uint64_t)d->n_initial + d->top_k + d->n_local;
-    int select = !dense && lm > d->top_k;
+    int window = mode == ESA_STEP_WINDOW;
+    uint64_t dense_up_to = (uint64_t)d->n_initial + (window ? 0u : d->top_k) + d->n_local;
+    int dense = mode == ESA_STEP_DENSE || (uint64_t)P + n <= dense_up_to;
+    int select = !dense && !window && lm > d->top_k;
 
     esa_cmd_barrier(ctx, cb); /* the scratch may still be in use by the previous step */
     esa_pc_append pa = {
@@ -235,7 +278,7 @@ void esa_record_chunk(esa_cache *c, VkCommandBuffer cb, uint32_t layer, uint32_t
             g.use_list = 1;
         } else {
             g.first = nI;
-            g.count = lm;
+            g.count = window ? 0 : lm;
         }
         seg[nseg++] = g;
         esa_segment loc = exact_pos ? (esa_segment){.q_rope_pos0 = P, .q_rope_step = 1}
@@ -247,7 +290,7 @@ void esa_record_chunk(esa_cache *c, VkCommandBuffer cb, uint32_t layer, uint32_t
     esa_record_attention(c, cb, L, n, P, seg, nseg, io->out);
 
     L->len = P + n;
-    L->n_selected = dense ? 0 : (select ? d->top_k : lm);
+    L->n_selected = dense || window ? 0 : (select ? d->top_k : lm);
     L->sel_first = select ? 0xffffffffu : nI; /* a range when nothing was chosen */
     if (info) {
         info->dense = (uint32_t)dense;
@@ -360,6 +403,13 @@ esa_status esa_attend_dense(esa_cache *c, uint32_t layer, uint32_t n, esa_dtype 
                             esa_step_info *info)
 {
     return attend(c, layer, n, dtype, q, k, v, out, info, ESA_STEP_DENSE);
+}
+
+esa_status esa_attend_window(esa_cache *c, uint32_t layer, uint32_t n, esa_dtype dtype,
+                             const void *q, const void *k, const void *v, float *out,
+                             esa_step_info *info)
+{
+    return attend(c, layer, n, dtype, q, k, v, out, info, ESA_STEP_WINDOW);
 }
 
 esa_status esa_append(esa_cache *c, uint32_t layer, uint32_t n, esa_dtype dtype, const void *k,

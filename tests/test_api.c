@@ -79,9 +79,11 @@ int main(void)
     BAD(n_kv_heads, 3, ESA_ERROR_INVALID_ARGUMENT);
     BAD(n_kv_heads, 0, ESA_ERROR_INVALID_ARGUMENT);
     BAD(head_dim, 33, ESA_ERROR_INVALID_ARGUMENT);
+    BAD(head_dim, 36, ESA_ERROR_INVALID_ARGUMENT); /* even, not a multiple of 8 */
     BAD(head_dim, 512, ESA_ERROR_INVALID_ARGUMENT);
     BAD(rope_dims, 48, ESA_ERROR_INVALID_ARGUMENT);
     BAD(rope_dims, 7, ESA_ERROR_INVALID_ARGUMENT);
+    BAD(rope_dims, 12, ESA_ERROR_INVALID_ARGUMENT);
     BAD(rope_theta, -5.0f, ESA_ERROR_INVALID_ARGUMENT);
     BAD(rope_style, 7, ESA_ERROR_INVALID_ARGUMENT);
     BAD(scale, -1.0f, ESA_ERROR_INVALID_ARGUMENT);
@@ -91,6 +93,8 @@ int main(void)
         b.score_mode = ESA_SCORES_COMPRESSED;
         b.compress_dim = 7;
         bad_desc(ctx, "compress_dim = 7", b, ESA_ERROR_INVALID_ARGUMENT);
+        b.compress_dim = 12;
+        bad_desc(ctx, "compress_dim = 12", b, ESA_ERROR_INVALID_ARGUMENT);
         b.compress_dim = 4096;
         bad_desc(ctx, "compress_dim = 4096", b, ESA_ERROR_INVALID_ARGUMENT);
     }
@@ -159,6 +163,8 @@ int main(void)
     EXPECT_STATUS(esa_cache_create(ctx, &d, &cache), ESA_SUCCESS);
     EXPECT_STATUS(esa_cache_set_compression(cache, 0, a, b), ESA_ERROR_INVALID_ARGUMENT);
     EXPECT_STATUS(esa_attend(NULL, 0, 1, ESA_F32, q, k, v, o, NULL), ESA_ERROR_INVALID_ARGUMENT);
+    EXPECT_STATUS(esa_attend_window(NULL, 0, 1, ESA_F32, q, k, v, o, NULL), ESA_ERROR_INVALID_ARGUMENT);
+    EXPECT_STATUS(esa_attend_window(cache, 0, 1, ESA_F32, q, k, v, NULL, NULL), ESA_ERROR_INVALID_ARGUMENT);
     EXPECT_STATUS(esa_attend(cache, 2, 1, ESA_F32, q, k, v, o, NULL), ESA_ERROR_INVALID_ARGUMENT);
     EXPECT_STATUS(esa_attend(cache, 0, 0, ESA_F32, q, k, v, o, NULL), ESA_ERROR_INVALID_ARGUMENT);
     EXPECT_STATUS(esa_attend(cache, 0, 1, (esa_dtype)5, q, k, v, o, NULL), ESA_ERROR_INVALID_ARGUMENT);

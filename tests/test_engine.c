@@ -135,6 +135,12 @@ int main(void)
     esa_step_buffers sb = {.q = bq.addr, .k = bk.addr, .v = bv.addr, .out = bo.addr, .dtype = ESA_F32};
     EXPECT_STATUS(esa_cmd_attend(xc, cb, 0, C + 1, &sb, NULL), ESA_ERROR_INVALID_ARGUMENT);
     EXPECT_STATUS(esa_cmd_attend(xc, NULL, 0, 1, &sb, NULL), ESA_ERROR_INVALID_ARGUMENT);
+    esa_step_buffers bad_sb = sb;
+    bad_sb.attention = (esa_attention)3;
+    EXPECT_STATUS(esa_cmd_attend(xc, cb, 0, 1, &bad_sb, NULL), ESA_ERROR_INVALID_ARGUMENT);
+    bad_sb = sb;
+    bad_sb.reserved[1] = 1;
+    EXPECT_STATUS(esa_cmd_attend(xc, cb, 0, 1, &bad_sb, NULL), ESA_ERROR_INVALID_ARGUMENT);
     rng_seed(5);
     static float q[C * HD], k[C * GD], v[C * GD], o_simple[C * HD];
     for (int step = 0; step < STEPS; step++) {
@@ -148,6 +154,10 @@ int main(void)
         VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
         vkBeginCommandBuffer(cb, &bi);
         esa_step_info si;
+        /* every attention the engine records, against the simple call of the same name */
+        static const esa_attention modes[] = {ESA_ATTENTION_ESA, ESA_ATTENTION_ESA, ESA_ATTENTION_DENSE,
+                                              ESA_ATTENTION_ESA, ESA_ATTENTION_WINDOW};
+        sb.attention = modes[step % 5];
         EXPECT_STATUS(esa_cmd_attend(xc, cb, 0, n, &sb, &si), ESA_SUCCESS);
         VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER, .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT,
                               .dstAccessMask = VK_ACCESS_HOST_READ_BIT};
@@ -156,7 +166,12 @@ int main(void)
         VkSubmitInfo sub = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &cb};
         vkQueueSubmit(queue, 1, &sub, VK_NULL_HANDLE);
         vkQueueWaitIdle(queue);
-        EXPECT_STATUS(esa_attend(sc, 0, n, ESA_F32, q, k, v, o_simple, NULL), ESA_SUCCESS);
+        esa_status (*simple_call)(esa_cache *, uint32_t, uint32_t, esa_dtype, const void *,
+                                  const void *, const void *, float *, esa_step_info *) =
+            sb.attention == ESA_ATTENTION_DENSE    ? esa_attend_dense
+            : sb.attention == ESA_ATTENTION_WINDOW ? esa_attend_window
+                                                   : esa_attend;
+        EXPECT_STATUS(simple_call(sc, 0, n, ESA_F32, q, k, v, o_simple, NULL), ESA_SUCCESS);
         long bad;
         double err = norm_error(bo.map, o_simple, n * HD, 1e-6, &bad);
         EXPECT(err <= 1e-6, "step %d (n %u, selected %u): engine vs simple error %.3g at %ld", step, n,

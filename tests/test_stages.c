@@ -528,15 +528,17 @@ static void check_scores_huge(esa_cache *c, uint32_t n, uint32_t lm, uint32_t m0
 
 static void test_scores(esa_context *ctx)
 {
-    /* dc not a multiple of 8 reads 2 halves at a time; n = 40 at dc 128 spans two query tiles */
-    static const uint32_t dcs[] = {6, 8, 10, 32, 128};
-    static const uint32_t ns[] = {1, 5, 40};
+    /* dc 8 and 24: fewer query slices than the 8 lanes of a cluster (24: 6 of them); queries
+     * go 8 at a time, so n = 5, 9 and 40 end mid-block or on a block; dc picks the keys per
+     * lane (8 at dc <= 32, 2 at 128), lm = 9 and 1000 end mid-workgroup */
+    static const uint32_t dcs[] = {8, 16, 24, 32, 128};
+    static const uint32_t ns[] = {1, 5, 9, 40};
     static const uint32_t lms[] = {1, 9, 1000};
     for (size_t di = 0; di < 5; di++) {
         esa_cache_desc desc = {.n_layers = 1, .n_heads = 8, .n_kv_heads = 1, .head_dim = 16,
                                .compress_dim = dcs[di], .chunk = 64, .max_tokens = 1100};
         esa_cache *c = make_cache(ctx, &desc);
-        for (size_t ni = 0; ni < 3; ni++)
+        for (size_t ni = 0; ni < 4; ni++)
             for (size_t li = 0; li < 3; li++) {
                 check_scores(c, dcs[di], ns[ni], lms[li], 0, 1.0f, 1.0f);
                 check_scores(c, dcs[di], ns[ni], lms[li], 37, 1.0f, 1.0f);
@@ -553,7 +555,7 @@ static void test_scores(esa_context *ctx)
     check_scores(c, 32, 1, 1000, 11, 1.0f, 1.0f);
     check_scores(c, 32, 13, 1000, 11, 1.0f, 1.0f);
     esa_cache_destroy(c);
-    /* dc = 1024: fewer queries fit a tile than a register block holds */
+    /* dc = 1024, the largest: one key per lane, 32 query slices per lane */
     desc.n_kv_heads = 8;
     desc.head_dim = 128;
     desc.n_heads = 8;

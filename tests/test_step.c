@@ -79,7 +79,8 @@ static int check_selection(const uint32_t *gpu, const uint32_t *ref, uint32_t k,
     return ok ? (differs ? 2 : 1) : 0;
 }
 
-static void run_shape(esa_context *ctx, const shape *s, uint64_t seed)
+/* window: esa_attend_window against the reference with k = 0 (no middle token selected) */
+static void run_shape(esa_context *ctx, const shape *s, uint64_t seed, int window)
 {
     rng_seed(seed);
     uint32_t total = 0;
@@ -103,7 +104,7 @@ static void run_shape(esa_context *ctx, const shape *s, uint64_t seed)
     esa_ref_config cfg = {
         .n_heads = s->H, .n_kv_heads = s->G, .head_dim = s->d, .rope_dims = desc.rope_dims,
         .rope_theta = desc.rope_theta, .rope_neox = s->style == ESA_ROPE_NEOX, .scale = desc.scale,
-        .n_initial = s->l_I, .n_local = s->l_L, .top_k = s->k, .compress_dim = s->dc,
+        .n_initial = s->l_I, .n_local = s->l_L, .top_k = window ? 0 : s->k, .compress_dim = s->dc,
         .radius = s->radius < 0 ? 0u : (s->radius == 0 ? 1u : (uint32_t)s->radius),
         .chunk = s->chunk, .global_pos = desc.global_pos,
         .exact_positions = s->pos == ESA_POSITIONS_EXACT, .exact_scores = s->scores == ESA_SCORES_EXACT,
@@ -141,12 +142,12 @@ static void run_shape(esa_context *ctx, const shape *s, uint64_t seed)
         float *fp = NULL;
         if (last0)
             esa_ref_step(&cfg, &ref, last0, q, k, v, o_ref, NULL, &info_ref);
-        if (lm > s->k)
+        if (lm > s->k && !window)
             fp = ref_importance(&cfg, &ref, q + (size_t)last0 * hd, nl, nI, lm);
         esa_ref_step_info ri;
         esa_ref_step(&cfg, &ref, nl, q + (size_t)last0 * hd, k + (size_t)last0 * gd,
                      v + (size_t)last0 * gd, o_ref + (size_t)last0 * hd, sel_ref, &ri);
-        st = esa_attend(cache, 1, n, ESA_F32, q, k, v, o, &info);
+        st = (window ? esa_attend_window : esa_attend)(cache, 1, n, ESA_F32, q, k, v, o, &info);
         EXPECT(st == ESA_SUCCESS, "%s step %d: %s (%s)", s->name, i, esa_status_string(st),
                esa_context_last_error(ctx));
         EXPECT(info.dense == (uint32_t)ri.dense && info.n_selected == ri.n_selected &&
@@ -198,15 +199,17 @@ int main(void)
          ESA_POSITIONS_EXACT, ESA_SCORES_COMPRESSED, {40, 1, 1, 50, 1, 17, 1, 0}, 1.0f},
         {"large-logits", 8, 2, 128, 128, ESA_ROPE_NEOX, 8, 32, 40, 32, 32, 1,
          ESA_POSITIONS_EXTRAPOLATE, ESA_SCORES_EXACT, {100, 1, 77, 1, 0}, 12.0f},
-        {"head-dim-80", 4, 1, 80, 64, ESA_ROPE_NEOX, 2, 10, 13, 12, 9, 2,
+        {"head-dim-80", 4, 1, 80, 64, ESA_ROPE_NEOX, 2, 10, 13, 16, 9, 2,
          ESA_POSITIONS_EXTRAPOLATE, ESA_SCORES_COMPRESSED, {30, 1, 1, 25, 1, 0}, 0.01f},
         {"head-dim-96-small-logits", 12, 4, 96, 96, ESA_ROPE_INTERLEAVED, 5, 12, 19, 48, 10, 1,
          ESA_POSITIONS_EXTRAPOLATE, ESA_SCORES_COMPRESSED, {37, 1, 23, 1, 1, 0}, 1e-3f},
     };
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
-        int before = g_failures;
-        run_shape(ctx, &shapes[i], 1000 + i);
-        fprintf(stderr, "%-24s %s\n", shapes[i].name, g_failures == before ? "ok" : "FAILED");
-    }
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        for (int window = 0; window < 2; window++) {
+            int before = g_failures;
+            run_shape(ctx, &shapes[i], 1000 + i, window);
+            fprintf(stderr, "%-24s %s %s\n", shapes[i].name, window ? "window" : "esa   ",
+                    g_failures == before ? "ok" : "FAILED");
+        }
     return harness_finish(ctx, "test_step");
 }

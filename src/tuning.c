@@ -1,0 +1,49 @@
+/* tuning.c - per-device tuning of the attention kernel, as data: one table of device profiles,
+ * chosen when a cache is made (by device type), then fitted to the cache's shape and to the
+ * device's subgroup size. Nothing else in the library branches on the device type.
+ *
+ * attend.comp reads each key once per 8-lane cluster; its speed is set by how many rows each
+ * loaded key word serves and by how the lanes share a row (see attend.comp):
+ *  - CPU drivers (lavapipe) run a subgroup as SIMD lanes but load memory lane by lane, about
+ *    ten FMAs a 32-bit word, while shuffles are cheap: whole rows per lane (td 1), several of
+ *    them (rpi), the key's blocks passed around the cluster by shuffles. Decode has a group's
+ *    few rows only: their dims split over the 8 lanes (td 8). Measured with esa-bench on Mesa
+ *    22.3 (lavapipe's shader compiler also takes minutes for large register tiles: rpi is
+ *    kept small).
+ *  - GPUs keep few registers per invocation: 8 lanes share a row, a 1/8 slice of its dims
+ *    each, so a key row is read as one coalesced run; decode spreads the keys over the
+ *    clusters of a workgroup (kl). Not yet measured on a GPU. */
+#include "internal.h"
+
+typedef struct attend_profile {
+    const char *name;
+    esa_attend_tuning decode, chunk; /* rpi 0: the GQA group (all heads of one KV head) */
+} attend_profile;
+
+static const attend_profile profiles[] = {
+    {"cpu", {.td = 8, .rpi = 0, .kl = 1, .wg = 8, .workgroups = 64, .reg_dims = 1024},
+            {.td = 1, .rpi = 4, .kl = 1, .wg = 8, .workgroups = 64, .reg_dims = 512}},
+    {"gpu", {.td = 8, .rpi = 0, .kl = 16, .wg = 128, .workgroups = 512, .reg_dims = 64},
+            {.td = 8, .rpi = 2, .kl = 1, .wg = 128, .workgroups = 512, .reg_dims = 32}},
+};
+
+void esa_attend_tuning_for(const esa_context *ctx, uint32_t head_dim, uint32_t group, int decode,
+                           esa_attend_tuning *out)
+{
+    const attend_profile *p = &profiles[ctx->info.type == ESA_DEVICE_CPU ? 0 : 1];
+    esa_attend_tuning t = decode ? p->decode : p->chunk;
+    if (t.rpi == 0) /* decode: the group's heads of the one query */
+        t.rpi = group;
+    /* registers: rows times dims per lane */
+    while (t.rpi > 1 && t.rpi * head_dim / t.td > t.reg_dims)
+        t.rpi = (t.rpi + 1) / 2;
+    if (!decode) /* a chunk has 4 partial slots per row (cache.c): one per part, one lane */
+        t.kl = 1;
+    /* whole subgroups, whole clusters of 8 lanes, kl of them at least */
+    uint32_t unit = esa_max_u32(8u * t.kl, ctx->info.subgroup_size);
+    if (unit % (8u * t.kl) != 0)
+        unit *= 8u * t.kl;
+    t.wg = esa_max_u32(unit, t.wg / unit * unit);
+    t.name = p->name;
+    *out = t;
+}
