@@ -17,6 +17,7 @@ const char *esar_status_string(esar_status status)
     case ESAR_ERR_TYPE: return "ESAR_ERR_TYPE";
     case ESAR_ERR_UNSUPPORTED: return "ESAR_ERR_UNSUPPORTED";
     case ESAR_ERR_LIMIT: return "ESAR_ERR_LIMIT";
+    case ESAR_ERR_DEVICE: return "ESAR_ERR_DEVICE";
     }
     return "unknown esar_status";
 }

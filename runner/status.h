@@ -22,7 +22,9 @@ typedef enum esar_status {
     ESAR_ERR_NOT_FOUND = 5,   /* no metadata key or tensor by that name */
     ESAR_ERR_TYPE = 6,        /* the key or tensor exists but holds another type or shape */
     ESAR_ERR_UNSUPPORTED = 7, /* valid, but a feature the runner does not implement */
-    ESAR_ERR_LIMIT = 8        /* a buffer the caller passed is too small */
+    ESAR_ERR_LIMIT = 8,       /* a buffer the caller passed is too small, or a capacity is full */
+    ESAR_ERR_DEVICE = 9       /* the Vulkan runtime or esa-vk failed (the message says which
+                               * call and why: device memory, a limit, a lost device) */
 } esar_status;
 
 /* A caller-owned message buffer; msg is always NUL-terminated after a failing call. */
