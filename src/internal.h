@@ -176,7 +176,7 @@ struct esa_cache {
     esa_buffer download;          /* host-visible output of one chunk */
     esa_buffer readback;          /* host-visible uint [top_k] */
     VkPipeline attend_pipe[2];    /* [0] decode (one query), [1] chunk */
-    VkPipeline score_pipe;
+    VkPipeline score_pipe[2];     /* [0] one query, [1] chunk */
     uint32_t score_tm;            /* middle tokens per lane of score.comp for chunks */
     esa_attend_tuning attend[2];
 };

@@ -42,7 +42,7 @@ void esa_record_scores(esa_cache *c, VkCommandBuffer cb, const esa_pc_score *sc)
             pc.m0 = sc->m0 + m;
             pc.lm = esa_min_u32(slice, sc->lm - m);
             pc.f = sc->f + (VkDeviceAddress)m * 4;
-            esa_cmd_push(ctx, cb, c->score_pipe, &pc, sizeof pc);
+            esa_cmd_push(ctx, cb, c->score_pipe[sc->n > 1], &pc, sizeof pc);
             ctx->vk.vkCmdDispatch(cb, esa_div_up(pc.lm, per_wg), 1, 1);
             esa_cmd_barrier(ctx, cb);
         }
