@@ -119,6 +119,8 @@ void esa_attend_tuning_for(const esa_context *ctx, uint32_t head_dim, uint32_t g
 esa_status esa_score_pipeline(esa_context *ctx, uint32_t dc, uint32_t tm, VkPipeline *out);
 #define ESA_SCORE_WG 64u      /* score.comp's workgroup size */
 #define ESA_SCORE_MAX_DC 1024u /* its register rows: d' (G*d with exact scores) at most this */
+/* The workgroup size of topk_filter.comp (tuning.c). */
+uint32_t esa_topk_filter_wg(const esa_context *ctx);
 /* The attend pipeline for one cache shape and tuning. */
 esa_status esa_attend_pipeline(esa_context *ctx, const esa_cache_desc *d,
                                const esa_attend_tuning *t, VkPipeline *out);

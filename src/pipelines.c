@@ -97,6 +97,10 @@ esa_status esa_pipelines_create(esa_context *ctx)
             spec[1] = ESA_MAX_RADIUS;
             spec[2] = ctx->proximity_items;
             nspec = 3;
+        } else if (i == ESA_PIPE_TOPK_FILTER) {
+            spec[0] = esa_topk_filter_wg(ctx); /* subgroups only: any size that splits a block */
+        } else if (i == ESA_PIPE_TOPK_WRITE) {
+            spec[0] = ctx->info.subgroup_size; /* one subgroup a block */
         } else if (i >= ESA_PIPE_TOPK_PICK && i <= ESA_PIPE_TOPK_WRITE) {
             nspec = 0; /* fixed local sizes: the block layout depends on them */
         }

@@ -71,6 +71,9 @@ void esa_record_topk(esa_cache *c, VkCommandBuffer cb, uint32_t lm, uint32_t k, 
         .bits = c->topk_bits.address, .cand = c->cand.address, .out = out, .lm = lm, .k = k,
         .nblocks = nblocks, .pos0 = pos0, .cap = c->d.max_tokens,
     };
+    /* topk_filter and topk_resolve count into blocks[] by atomics; the barrier after pick 0
+     * orders this clear before them */
+    ctx->vk.vkCmdFillBuffer(cb, c->blocks.buffer, 0, (VkDeviceSize)nblocks * 8, 0);
     dispatch(c, cb, ESA_PIPE_TOPK_PICK, &pc, sizeof pc, 1, 1);
     esa_cmd_push(ctx, cb, ctx->pipes[ESA_PIPE_TOPK_HIST1], &pc, sizeof pc);
     ctx->vk.vkCmdDispatchIndirect(cb, c->topk.buffer, ESA_TOPK_ARGS * 4);

