@@ -157,6 +157,8 @@ void main()
             rope_cs4(pc.rope, half_rd, 4u * b, KL, st[j]);
     }
 
+    // (llvmpipe ends an invocation's loops after 65535 iterations in all: the host keeps the
+    // keys of a lane under that, esa_attend_tuning.lane_keys)
     uint nk = 0u;
     for (uint idx = kbeg + kl; idx < kend; idx += KL, nk++) {
         uint pos = pc.use_list != 0u ? pc.list.v[pc.key_first + idx] : pc.key_first + idx;

@@ -153,7 +153,7 @@ static esa_status upload(esa_cache *c, esa_buffer *dst, const void *src, size_t 
 
 static esa_status choose_attend(esa_cache *c)
 {
-    esa_context *ctx = c->ctx;
+    esa_context *ctx = c->ctx; /* c->attend[] is set (before alloc_all sized the slots by it) */
     /* score.comp keeps tm keys of dc halves per lane: about 256 floats */
     c->score_tm = esa_max_u32(1u, esa_min_u32(8u, 256u / c->dc));
     /* one query: a pipeline of its own, with tm 1 (the register tile of the chunk path, though
@@ -164,7 +164,6 @@ static esa_status choose_attend(esa_cache *c)
     if (ss != ESA_SUCCESS)
         return ss;
     for (int v = 0; v < 2; v++) {
-        esa_attend_tuning_for(ctx, c->d.head_dim, c->d.n_heads / c->d.n_kv_heads, v == 0, &c->attend[v]);
         esa_status s = esa_attend_pipeline(ctx, &c->d, &c->attend[v], &c->attend_pipe[v]);
         if (s != ESA_SUCCESS)
             return s;
@@ -211,9 +210,21 @@ static esa_status alloc_all(esa_cache *c)
     ALLOC(&c->blocks, 2 * blocks * 4, ESA_MEM_DEVICE);
     ALLOC(&c->topk_bits, blocks * ESA_TOPK_WORDS * 4, ESA_MEM_DEVICE);
     ALLOC(&c->cand, T * 8, ESA_MEM_DEVICE);
+    /* partial slots: 4 a chunk row (a part each, whole), 1024 a decode row; more where a key
+     * lane may loop over only so many keys (esa_attend_tuning.lane_keys) */
     c->part_floats = 4ull * C * hd;
     if (c->part_floats < 1024ull * hd)
         c->part_floats = 1024ull * hd;
+    for (int v = 0; v < 2; v++) {
+        const esa_attend_tuning *t = &c->attend[v];
+        if (!t->lane_keys)
+            continue;
+        uint64_t per_split = (uint64_t)t->lane_keys * t->kl;
+        uint64_t slots = (ESA_MAX_SEGMENTS + (T + d->chunk + per_split - 1) / per_split) * t->kl;
+        uint64_t rows = v == 0 ? 1 : C;
+        if (c->part_floats < slots * rows * hd)
+            c->part_floats = slots * rows * hd;
+    }
     ALLOC(&c->part_o, c->part_floats * 4, ESA_MEM_DEVICE);
     ALLOC(&c->part_ml, c->part_floats / d->head_dim * 8, ESA_MEM_DEVICE);
     ALLOC(&c->upload, C * (hd + 2 * gd) * 4, ESA_MEM_UPLOAD);
@@ -279,6 +290,8 @@ esa_status esa_cache_create(esa_context *ctx, const esa_cache_desc *desc, esa_ca
         esa_cache_destroy(c);
         return ESA_ERROR_OUT_OF_HOST_MEMORY;
     }
+    for (int v = 0; v < 2; v++)
+        esa_attend_tuning_for(ctx, d.head_dim, d.n_heads / d.n_kv_heads, v == 0, &c->attend[v]);
     s = alloc_all(c);
     if (s == ESA_SUCCESS)
         s = choose_attend(c);

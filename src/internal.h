@@ -107,11 +107,11 @@ void esa_pipelines_destroy(esa_context *ctx);
 /* How attend.comp runs on this device (tuning.c): lanes per row (td: 1 or 8), rows per lane
  * (td 1) or per 8-lane cluster (td 8) (rpi), key lanes (kl: clusters with their own keys),
  * workgroup size (wg: a multiple of 8*kl and of the subgroup size), the workgroups a part is
- * split into at least (workgroups), and the cap on rpi*head_dim/td that bounds registers
- * (reg_dims). */
+ * split into at least (workgroups), the cap on rpi*head_dim/td that bounds registers
+ * (reg_dims), and the most keys one key lane may loop over (lane_keys, 0: no limit). */
 typedef struct esa_attend_tuning {
     const char *name;
-    uint32_t td, rpi, kl, wg, workgroups, reg_dims;
+    uint32_t td, rpi, kl, wg, workgroups, reg_dims, lane_keys;
 } esa_attend_tuning;
 void esa_attend_tuning_for(const esa_context *ctx, uint32_t head_dim, uint32_t group, int decode,
                            esa_attend_tuning *out);

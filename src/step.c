@@ -132,8 +132,11 @@ static uint32_t plan_splits(esa_cache *c, const esa_attend_tuning *t, const esa_
     uint64_t len = (total + want - 1) / want;
     if (len < 16 * unit)
         len = 16 * unit;
+    uint64_t cap = t->lane_keys ? (uint64_t)t->lane_keys * t->kl : UINT64_MAX;
     for (;;) {
         len = (len + unit - 1) / unit * unit;
+        if (len > cap) /* the cache holds the slots this needs (cache.c) */
+            return (uint32_t)cap;
         uint64_t slots = 0;
         for (uint32_t i = 0; i < nseg; i++)
             slots += (seg[i].count + len - 1) / len * t->kl;

@@ -10,6 +10,9 @@
  *    few rows only: their dims split over the 8 lanes (td 8). Measured with esa-bench on Mesa
  *    22.3 (lavapipe's shader compiler also takes minutes for large register tiles: rpi is
  *    kept small).
+ *    llvmpipe also ends the loops of an invocation after 65535 iterations in all (gallivm's
+ *    guard against endless loops): a key lane takes at most 32768 keys (lane_keys), so long
+ *    parts are split further (and the cache holds more partial slots).
  *  - GPUs keep few registers per invocation: 8 lanes share a row, a 1/8 slice of its dims
  *    each, so a key row is read as one coalesced run; decode spreads the keys over the
  *    clusters of a workgroup (kl). Not yet measured on a GPU. */
@@ -21,8 +24,8 @@ typedef struct attend_profile {
 } attend_profile;
 
 static const attend_profile profiles[] = {
-    {"cpu", {.td = 8, .rpi = 0, .kl = 1, .wg = 8, .workgroups = 64, .reg_dims = 1024},
-            {.td = 1, .rpi = 4, .kl = 1, .wg = 8, .workgroups = 64, .reg_dims = 512}},
+    {"cpu", {.td = 8, .rpi = 0, .kl = 1, .wg = 8, .workgroups = 64, .reg_dims = 1024, .lane_keys = 32768},
+            {.td = 1, .rpi = 4, .kl = 1, .wg = 8, .workgroups = 64, .reg_dims = 512, .lane_keys = 32768}},
     {"gpu", {.td = 8, .rpi = 0, .kl = 16, .wg = 128, .workgroups = 512, .reg_dims = 64},
             {.td = 8, .rpi = 2, .kl = 1, .wg = 128, .workgroups = 512, .reg_dims = 32}},
 };

@@ -1,6 +1,7 @@
 /* test_long.c - a 32k-token context at a small shape: appended, then two chunks through the
- * ESA path, the last chunk and decode steps against the reference; and single-token steps walking
- * l_M from below k, through k, to above it. */
+ * ESA path, the last chunk and decode steps against the reference; single-token steps walking
+ * l_M from below k, through k, to above it; and a dense chunk over 70k tokens, more keys than
+ * one lavapipe invocation may loop over. */
 #include "esa_ref.h"
 #include "harness.h"
 
@@ -134,11 +135,55 @@ static void walk_lm(esa_context *ctx, esa_position_mode mode)
     esa_cache_destroy(c);
 }
 
+/* A dense chunk of 512 queries over 70,000 cached tokens: so many rows make one split enough
+ * for the device, but a lane may not loop over 70k keys on lavapipe (65535 loop iterations an
+ * invocation at most); the first and last queries against the reference. */
+static void long_part(esa_context *ctx)
+{
+    enum { P = 70000, n = 512, H = 9, G = 3, D = 16, HD = H * D, GD = G * D };
+    esa_cache_desc d = {.n_layers = 1, .n_heads = H, .n_kv_heads = G, .head_dim = D,
+                        .score_mode = ESA_SCORES_EXACT, .max_tokens = P + n};
+    esa_cache *c;
+    esa_status s = esa_cache_create(ctx, &d, &c);
+    EXPECT(s == ESA_SUCCESS, "create: %s", esa_status_string(s));
+    if (s != ESA_SUCCESS)
+        return;
+    esa_cache_get_desc(c, &d);
+    esa_ref_config cfg = cfg_of(&d, 1);
+    float *q = malloc(sizeof(float) * n * HD), *k = malloc(sizeof(float) * (P + n) * GD),
+          *v = malloc(sizeof(float) * (P + n) * GD), *o = malloc(sizeof(float) * n * HD),
+          *o_ref = malloc(sizeof(float) * HD), lse[H];
+    uint32_t *keys = malloc(sizeof(uint32_t) * (P + n));
+    rng_seed(70000);
+    fill_normal(q, (size_t)n * HD, 1.0f);
+    fill_normal(k, (size_t)(P + n) * GD, 1.0f);
+    fill_normal(v, (size_t)(P + n) * GD, 1.0f);
+    for (size_t i = 0; i < (size_t)(P + n) * GD; i++) {
+        k[i] = esa_ref_f16_round(k[i]);
+        v[i] = esa_ref_f16_round(v[i]);
+    }
+    for (uint32_t i = 0; i < P + n; i++)
+        keys[i] = i;
+    EXPECT_STATUS(esa_append(c, 0, P, ESA_F32, k, v), ESA_SUCCESS);
+    s = esa_attend_dense(c, 0, n, ESA_F32, q, k + (size_t)P * GD, v + (size_t)P * GD, o, NULL);
+    EXPECT(s == ESA_SUCCESS, "dense 70k: %s (%s)", esa_status_string(s), esa_context_last_error(ctx));
+    static const uint32_t rows[] = {0, n - 1};
+    for (int r = 0; r < 2; r++) {
+        uint32_t cq = rows[r];
+        esa_ref_attend_part(&cfg, q + (size_t)cq * HD, 1, P + cq, (double)(P + cq), 1.0, k, v, keys, P + cq + 1,
+                            0, 0, 1, o_ref, lse);
+        compare(o + (size_t)cq * HD, o_ref, HD, 2e-3, r ? "dense 70k: last query" : "dense 70k: first query");
+    }
+    free(q); free(k); free(v); free(o); free(o_ref); free(keys);
+    esa_cache_destroy(c);
+}
+
 int main(void)
 {
     esa_context *ctx = harness_context();
     walk_lm(ctx, ESA_POSITIONS_EXTRAPOLATE);
     walk_lm(ctx, ESA_POSITIONS_EXACT);
     long_context(ctx);
+    long_part(ctx);
     return harness_finish(ctx, "test_long");
 }

@@ -33,7 +33,7 @@
 
 typedef struct options {
     const char *model, *prompt, *prompt_file, *system, *device, *out;
-    int raw, quiet, validate, check;
+    int raw, chat, quiet, validate, check;
     esa_attention attn[MAX_ATTN];
     uint32_t n_attn;
     uint32_t n_predict, ctx, seed;
@@ -65,6 +65,8 @@ static void usage(void)
         "  --model PATH        GGUF file (default: $ESA_MODEL, else " DEFAULT_MODEL ")\n"
         "  --prompt-file FILE  the prompt from a file ('-': standard input)\n"
         "  --raw               no chat template: the prompt is the model's input as it is\n"
+        "  --chat              the chat template for --passkey too (which by default asks the\n"
+        "                      model to complete \"The pass key is\" after the raw text)\n"
         "  --system TEXT       a system message (chat)\n"
         "  --attention LIST    esa, dense, window, or several (esa,dense): each in turn on the\n"
         "                      same prompt (default esa)\n"
@@ -164,11 +166,11 @@ static int parse_list(const char *s, options *o)
 /* 0 run, 1 help, -1 usage error */
 static int parse(int argc, char **argv, options *o)
 {
-    enum { O_MODEL = 256, O_PFILE, O_RAW, O_SYSTEM, O_ATTN, O_NPRED, O_TEMP, O_TOPP, O_SEED, O_PASSKEY,
+    enum { O_MODEL = 256, O_PFILE, O_RAW, O_CHAT, O_SYSTEM, O_ATTN, O_NPRED, O_TEMP, O_TOPP, O_SEED, O_PASSKEY,
            O_DEPTH, O_PVALUE, O_CHECK, O_TPS, O_DECODE, O_OUT, O_CTX, O_INITIAL, O_LOCAL, O_TOPK, O_CHUNK,
            O_RADIUS, O_GPOS, O_POSITIONS, O_DEVICE, O_VALIDATE, O_QUIET };
     static const struct option longs[] = {
-        {"model", 1, 0, O_MODEL}, {"prompt-file", 1, 0, O_PFILE}, {"raw", 0, 0, O_RAW},
+        {"model", 1, 0, O_MODEL}, {"prompt-file", 1, 0, O_PFILE}, {"raw", 0, 0, O_RAW}, {"chat", 0, 0, O_CHAT},
         {"system", 1, 0, O_SYSTEM}, {"attention", 1, 0, O_ATTN}, {"n-predict", 1, 0, O_NPRED},
         {"temp", 1, 0, O_TEMP}, {"top-p", 1, 0, O_TOPP}, {"seed", 1, 0, O_SEED},
         {"passkey", 1, 0, O_PASSKEY}, {"depth", 1, 0, O_DEPTH}, {"passkey-value", 1, 0, O_PVALUE},
@@ -196,6 +198,7 @@ static int parse(int argc, char **argv, options *o)
         case O_MODEL: o->model = optarg; break;
         case O_PFILE: o->prompt_file = optarg; break;
         case O_RAW: o->raw = 1; break;
+        case O_CHAT: o->chat = 1; break;
         case O_SYSTEM: o->system = optarg; break;
         case O_ATTN: ok = parse_attn(optarg, o); break;
         case O_NPRED: ok = parse_u32("n-predict", optarg, 0, 1u << 20, &o->n_predict); break;
@@ -253,6 +256,14 @@ static int parse(int argc, char **argv, options *o)
         o->n_predict = o->passkey_tokens ? 16 : 128;
     if (!o->model)
         o->model = DEFAULT_MODEL;
+    if (o->raw && o->chat) {
+        fprintf(stderr, "esa-run: --raw and --chat exclude each other\n");
+        return -1;
+    }
+    /* a small instruct model retrieves more reliably completing the raw text than answering in
+     * its chat format (SmolLM2-135M at 1k-2k tokens, dense attention: measured) */
+    if ((o->passkey_tokens || o->n_tps) && !o->chat)
+        o->raw = 1;
     if (o->passkey_tokens && !o->passkey_set) /* 5 digits, from the seed */
         o->passkey_value = 10000u + (uint32_t)((o->seed * 2654435761u) % 90000u);
     return 0;
@@ -398,7 +409,8 @@ static void stream_put(stream *st, const char *p, size_t n, int print)
 
 /* Prefill the prompt, then generate up to n_predict tokens; prints timings. Returns 1 on
  * success (the text in *st). */
-static int generate(run *R, esa_attention a, const int32_t *prompt, uint32_t n, stream *st, int print)
+static int generate(run *R, esa_attention a, const int32_t *prompt, uint32_t n, stream *st, int print,
+                    const char *head)
 {
     esar_err err = {{0}};
     esar_status s = esar_model_gpu_truncate(R->m, 0, &err);
@@ -415,6 +427,10 @@ static int generate(run *R, esa_attention a, const int32_t *prompt, uint32_t n, 
         return fail("prefill", s, &err);
     double t1 = now_s();
     esar_model_gpu_stats_get(R->m, &s1);
+    if (print && head) {
+        fputs(head, stdout);
+        fflush(stdout);
+    }
     esar_sampler *smp = NULL;
     esar_sampler_desc sd = {.temperature = R->o.temp, .top_p = R->o.top_p, .seed = R->o.seed};
     if ((s = esar_sampler_create(&sd, R->n_vocab, &smp, &err)) != ESAR_OK)
@@ -436,8 +452,10 @@ static int generate(run *R, esa_attention a, const int32_t *prompt, uint32_t n, 
             break;
     }
     esar_sampler_destroy(smp);
-    if (print)
+    if (print) {
         fputc('\n', stdout);
+        fflush(stdout);
+    }
     if (s != ESAR_OK)
         return fail("generate", s, &err);
     double t2 = now_s();
@@ -770,10 +788,11 @@ int main(int argc, char **argv)
                     o->passkey_value, o->depth, n, (double)n / cfg->n_ctx_train);
         for (uint32_t i = 0; i < o->n_attn; i++) {
             stream st = {0};
+            char head[96] = "";
             if (o->n_attn > 1 || o->passkey_tokens)
-                printf("[%s] %s", attn_name(o->attn[i]), o->passkey_tokens ? esar_passkey_answer_prefix : "");
-            fflush(stdout);
-            if (!generate(&R, o->attn[i], prompt, n, &st, 1)) {
+                snprintf(head, sizeof head, "[%s] %s", attn_name(o->attn[i]),
+                         o->passkey_tokens ? esar_passkey_answer_prefix : "");
+            if (!generate(&R, o->attn[i], prompt, n, &st, 1, head)) {
                 rc = 1;
             } else if (o->passkey_tokens) {
                 int found = esar_passkey_found(st.all ? st.all : "", st.len, o->passkey_value);
