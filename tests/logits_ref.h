@@ -1,7 +1,8 @@
 /* logits_ref.h - llama.cpp's logits of the model file (tests/data/logits_ref.txt, recorded by
  * tools/ref/record_logits.py): the reader, and the rule a forward pass is held to against them.
  * Shared by test_model_ref (the CPU reference) and test_model_gpu (the device forward pass);
- * the includer provides EXPECT and g_failures (runner_harness.h or harness.h).
+ * the includer provides EXPECT and g_failures (runner_harness.h or harness.h), and defines
+ * _POSIX_C_SOURCE 200809L before its first include (strtok_r).
  *
  * Each prompt is run with its 32-token greedy continuation in one call; the recorded top logits
  * must be within LOGIT_TOL, and the pass's argmax must pick llama.cpp's greedy token at every

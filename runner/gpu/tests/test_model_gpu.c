@@ -152,11 +152,12 @@ static void gpu_run(esar_model_gpu *m, uint32_t from, const int32_t *toks, uint3
 }
 
 /* Compares got with want [rows][cols]: prints the largest difference with its coordinates and
- * the normalized error, fails past tol (absolute). Returns the largest difference. */
+ * the normalized error; past tol (absolute) fails, naming the first element beyond it. Returns
+ * the largest difference. */
 static double compare(const char *what, const float *got, const float *want, uint32_t rows, uint32_t cols,
                       double tol)
 {
-    size_t n = (size_t)rows * cols, at = 0;
+    size_t n = (size_t)rows * cols, at = 0, first = n;
     double mx = 0.0;
     for (size_t i = 0; i < n; i++) {
         double d = fabs((double)got[i] - want[i]);
@@ -164,12 +165,15 @@ static double compare(const char *what, const float *got, const float *want, uin
             mx = isnan(d) ? INFINITY : d;
             at = i;
         }
+        if (!(d <= tol) && first == n)
+            first = i;
     }
     long bad;
     double ne = norm_error(got, want, n, 1.0, &bad);
     fprintf(stderr, "  %s: max |diff| %.3g (row %zu, col %zu: %.5f vs %.5f), normalized %.3g\n", what, mx,
             at / cols, at % cols, got[at], want[at], ne);
-    EXPECT(mx <= tol, "%s: max |diff| %.4g over %.4g at row %zu col %zu", what, mx, tol, at / cols, at % cols);
+    EXPECT(first == n, "%s: max |diff| %.4g over %.4g; first at row %zu col %zu (%.5f vs %.5f)", what, mx, tol,
+           first / cols, first % cols, got[first < n ? first : 0], want[first < n ? first : 0]);
     return mx;
 }
 
@@ -448,41 +452,61 @@ static int read_prompts(ref_prompt *r, int cap)
 
 static ref_prompt g_prompts[MAX_PROMPTS];
 
-static void test_ref(void)
-{
+/* The model file as a dense GPU model and as the CPU reference (256 tokens each), and the
+ * recorded prompts in g_prompts; exits with the skip code without the file. */
+typedef struct gpu_cpu {
     env e;
-    if (!env_model(&e))
+    esar_model_gpu *m;
+    esar_model_ref *ref;
+    uint32_t V;
+    int np;
+} gpu_cpu;
+
+static void gpu_cpu_open(gpu_cpu *p)
+{
+    if (!env_model(&p->e))
         exit(SKIP_CODE);
     esar_model_gpu_desc d = {.max_tokens = 256, .attention = ESA_ATTENTION_DENSE};
-    esar_model_gpu *m = gpu_model(&e, &d);
-    esar_model_ref *ref = cpu_model(&e, 256);
-    const uint32_t V = esar_model_gpu_config(m)->n_vocab;
-    int np = read_prompts(g_prompts, MAX_PROMPTS);
+    p->m = gpu_model(&p->e, &d);
+    p->ref = cpu_model(&p->e, 256);
+    p->V = esar_model_gpu_config(p->m)->n_vocab;
+    p->np = read_prompts(g_prompts, MAX_PROMPTS);
+}
+
+static void gpu_cpu_close(gpu_cpu *p)
+{
+    esar_model_ref_destroy(p->ref);
+    esar_model_gpu_destroy(p->m);
+    env_close(&p->e);
+}
+
+static void test_ref(void)
+{
+    gpu_cpu gc;
+    gpu_cpu_open(&gc);
     double worst = 0.0;
-    for (int p = -1; p <= np; p++) {
+    for (int p = -1; p <= gc.np; p++) {
         /* one token (attention over itself: what remains is float against double), the
          * recorded prompts, then 60 tokens: prompt 1 with most of its continuation */
-        const int32_t *toks = g_prompts[p >= 0 && p < np ? p : 1].toks;
-        uint32_t n = p < 0 ? 1 : p < np ? (uint32_t)g_prompts[p].n_prompt : 60;
-        float *g = alloc_logits(n, V), *c = alloc_logits(n, V);
+        const int32_t *toks = g_prompts[p >= 0 && p < gc.np ? p : 1].toks;
+        uint32_t n = p < 0 ? 1 : p < gc.np ? (uint32_t)g_prompts[p].n_prompt : 60;
+        float *g = alloc_logits(n, gc.V), *c = alloc_logits(n, gc.V);
         esar_err err;
-        esar_model_ref_reset(ref);
-        EXPECT_OK(esar_model_ref_forward(ref, toks, n, c, 0, &err), &err);
-        gpu_run(m, 0, toks, n, g, 0);
+        esar_model_ref_reset(gc.ref);
+        EXPECT_OK(esar_model_ref_forward(gc.ref, toks, n, c, 0, &err), &err);
+        gpu_run(gc.m, 0, toks, n, g, 0);
         char what[64];
         snprintf(what, sizeof what, "%u tokens, GPU vs CPU reference", n);
-        double mx = compare(what, g, c, n, V, n == 1 ? ONE_TOKEN_TOL : MODEL_TOL);
+        double mx = compare(what, g, c, n, gc.V, n == 1 ? ONE_TOKEN_TOL : MODEL_TOL);
         worst = n > 1 ? fmax(worst, mx) : worst;
         int agree = 0;
         for (uint32_t t = 0; t < n; t++)
-            agree += ref_argmax(g + (size_t)t * V, V) == ref_argmax(c + (size_t)t * V, V);
+            agree += ref_argmax(g + (size_t)t * gc.V, gc.V) == ref_argmax(c + (size_t)t * gc.V, gc.V);
         fprintf(stderr, "    argmax agrees at %d/%u positions\n", agree, n);
         free(g), free(c);
     }
     fprintf(stderr, "model_gpu ref: max |GPU - CPU reference| %.4g over the prompts (bound %g)\n", worst, MODEL_TOL);
-    esar_model_ref_destroy(ref);
-    esar_model_gpu_destroy(m);
-    env_close(&e);
+    gpu_cpu_close(&gc);
 }
 
 /* A greedy decode on the device: the prompt in one call, then one token a call. Returns how many
@@ -510,30 +534,24 @@ static int greedy_gpu(esar_model_gpu *m, const ref_prompt *r, int n, const float
 
 static void test_llama_cpp(void)
 {
-    env e;
-    if (!env_model(&e))
-        exit(SKIP_CODE);
-    esar_model_gpu_desc d = {.max_tokens = 256, .attention = ESA_ATTENTION_DENSE};
-    esar_model_gpu *m = gpu_model(&e, &d);
-    esar_model_ref *ref = cpu_model(&e, 256);
-    const uint32_t V = esar_model_gpu_config(m)->n_vocab;
-    int np = read_prompts(g_prompts, MAX_PROMPTS);
+    gpu_cpu gc;
+    gpu_cpu_open(&gc);
     ref_tally tg = {0}, tc = {0};
     double decode_diff = 0.0;
     int greedy_total = 0;
-    for (int p = 0; p < np; p++) {
+    for (int p = 0; p < gc.np; p++) {
         const ref_prompt *r = &g_prompts[p];
         uint32_t n = (uint32_t)(r->n_prompt + r->n_greedy);
-        float *g = alloc_logits(n, V), *c = alloc_logits(n, V);
+        float *g = alloc_logits(n, gc.V), *c = alloc_logits(n, gc.V);
         esar_err err;
-        gpu_run(m, 0, r->toks, n, g, 0);
-        int first_gpu = ref_check_prompt(r, g, V, "GPU", p, &tg);
+        gpu_run(gc.m, 0, r->toks, n, g, 0);
+        int first_gpu = ref_check_prompt(r, g, gc.V, "GPU", p, &tg);
         /* where the CPU reference's own argmax agrees: its near ties excuse the GPU's greedy run */
-        esar_model_ref_reset(ref);
-        EXPECT_OK(esar_model_ref_forward(ref, r->toks, n, c, 0, &err), &err);
-        int first_cpu = ref_check_prompt(r, c, V, "CPU reference", p, &tc);
+        esar_model_ref_reset(gc.ref);
+        EXPECT_OK(esar_model_ref_forward(gc.ref, r->toks, n, c, 0, &err), &err);
+        int first_cpu = ref_check_prompt(r, c, gc.V, "CPU reference", p, &tc);
         int need = first_cpu == r->n_greedy ? r->n_greedy : first_gpu;
-        int matched = greedy_gpu(m, r, r->n_greedy, g, V, &decode_diff);
+        int matched = greedy_gpu(gc.m, r, r->n_greedy, g, gc.V, &decode_diff);
         greedy_total += matched;
         fprintf(stderr, "  prompt %d (%d tokens): greedy decode on the GPU reproduces %d/%d tokens (needed %d; "
                 "CPU reference agrees for %d steps, GPU teacher-forced for %d)\n",
@@ -545,13 +563,11 @@ static void test_llama_cpp(void)
             "model_gpu llama_cpp: %d prompts; max |GPU logit - llama.cpp| %.4f, mean %.4f over %ld logits "
             "(CPU reference %.4f, %.4f); greedy argmax agrees at %d/%d steps (%d near-tie disagreements; CPU "
             "reference %d/%d, %d); greedy decode %d tokens in all; decode vs teacher-forced logits max |diff| %.3g\n",
-            np, tg.max_diff, tg.n_diff ? tg.sum_diff / tg.n_diff : 0.0, tg.n_diff, tc.max_diff,
+            gc.np, tg.max_diff, tg.n_diff ? tg.sum_diff / tg.n_diff : 0.0, tg.n_diff, tc.max_diff,
             tc.n_diff ? tc.sum_diff / tc.n_diff : 0.0, tg.steps_agree, tg.steps, tg.ties, tc.steps_agree, tc.steps,
             tc.ties, greedy_total, decode_diff);
     EXPECT(decode_diff <= PATH_TOL_MODEL, "single-token logits differ from the teacher-forced ones by %.4g", decode_diff);
-    esar_model_ref_destroy(ref);
-    esar_model_gpu_destroy(m);
-    env_close(&e);
+    gpu_cpu_close(&gc);
 }
 
 static void test_chunks(void)
