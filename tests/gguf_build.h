@@ -312,7 +312,8 @@ static inline void gb_tokenizer_sample(gb *g, const gb_tok_opts *o)
 }
 
 
-/* ---- a tiny Llama: 2 blocks, E 32, F 64, 4 heads over 2 KV heads of 8, vocabulary 40 -------- */
+/* ---- a tiny Llama: 2 blocks, E 32, F 64, 4 heads over 2 KV heads of 8 (or of head_dim, E = 4 x
+ * head_dim), vocabulary 40 ------------------------------------------------------------------- */
 
 enum { TE = 32, TF = 64, TH = 4, TG = 2, TD = 8, TV = 40, TL = 2 };
 
@@ -320,6 +321,8 @@ typedef struct gb_tiny_opts {
     const char *skip;      /* a tensor to leave out */
     const char *misshape;  /* a tensor written with one row too many */
     const char *q8_1;      /* a tensor written as Q8_1, a type without a CPU dequantizer */
+    uint32_t head_dim;     /* 0: TD; 16 gives a head esa-vk takes (it needs 16..256), with
+                              embedding length TH * head_dim */
 } gb_tiny_opts;
 
 static inline float gb_frand(uint64_t *state)
@@ -340,17 +343,18 @@ typedef struct tiny_tensor {
 static inline void gb_tiny_llama(gb *g, const gb_tiny_opts *o)
 {
     uint64_t state = 0x2545f4914f6cdd1dull;
+    const uint64_t D = o->head_dim ? o->head_dim : TD, E = TH * D;
     tiny_tensor ts[3 + 9 * TL];
     int n = 0;
 #define T(nm, a, b) (snprintf(ts[n].name, 64, "%s", nm), ts[n].ne0 = (a), ts[n].ne1 = (b), ts[n].type = 0, n++)
-    T("token_embd.weight", TE, TV);
-    T("output_norm.weight", TE, 1);
-    T("output.weight", TE, TV);
+    T("token_embd.weight", E, TV);
+    T("output_norm.weight", E, 1);
+    T("output.weight", E, TV);
     for (int l = 0; l < TL; l++) {
         static const char *const sfx[9] = {"attn_norm", "ffn_norm", "attn_q", "attn_k", "attn_v", "attn_output",
                                            "ffn_gate", "ffn_up", "ffn_down"};
-        static const uint64_t shp[9][2] = {{TE, 1}, {TE, 1}, {TE, TH * TD}, {TE, TG * TD}, {TE, TG * TD},
-                                           {TH * TD, TE}, {TE, TF}, {TE, TF}, {TF, TE}};
+        const uint64_t shp[9][2] = {{E, 1}, {E, 1}, {E, TH * D}, {E, TG * D}, {E, TG * D},
+                                    {TH * D, E}, {E, TF}, {E, TF}, {TF, E}};
         for (int i = 0; i < 9; i++) {
             char nm[64];
             snprintf(nm, sizeof nm, "blk.%d.%s.weight", l, sfx[i]);
@@ -371,14 +375,14 @@ static inline void gb_tiny_llama(gb *g, const gb_tiny_opts *o)
     gb_header(g, 3, (uint64_t)kept, 10);
     gb_kv_str(g, "general.architecture", "llama");
     gb_kv_u32(g, "llama.block_count", TL);
-    gb_kv_u32(g, "llama.embedding_length", TE);
+    gb_kv_u32(g, "llama.embedding_length", (uint32_t)E);
     gb_kv_u32(g, "llama.feed_forward_length", TF);
     gb_kv_u32(g, "llama.attention.head_count", TH);
     gb_kv_u32(g, "llama.attention.head_count_kv", TG);
     gb_kv_u32(g, "llama.context_length", 64);
     gb_kv_f32(g, "llama.rope.freq_base", 10000.0f);
     gb_kv_f32(g, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
-    gb_kv_u32(g, "llama.rope.dimension_count", TD);
+    gb_kv_u32(g, "llama.rope.dimension_count", (uint32_t)D);
     uint64_t off = 0;
     for (int i = 0; i < kept; i++) {
         uint64_t ne[2] = {ts[i].ne0, ts[i].ne1};

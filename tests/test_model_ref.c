@@ -14,20 +14,14 @@
 #include "model_ref.h"
 #include "runner_harness.h"
 
+#include "logits_ref.h" /* after the harness: it uses EXPECT */
+
 #include <math.h>
 #include <stdint.h>
 
 #ifndef ESA_SOURCE_DIR
 #define ESA_SOURCE_DIR "."
 #endif
-
-/* Tolerances against llama.cpp. It quantizes activations to 8 bits for its products with
- * quantized weights and keeps K and V in fp16, so its logits are not the exact ones: when this
- * test was written the largest difference was 0.84 and the mean 0.18, while the reference agreed
- * with an independent float64 numpy forward pass (tools/ref/numpy_forward.py) to 1e-5. */
-#define LOGIT_TOL 1.5   /* max |reference - llama.cpp| over every recorded logit */
-#define TIE_MARGIN 0.5  /* a greedy step may pick differently when both sides see the two
-                           candidates within this many logits of each other */
 
 /* ---- the tiny model of gguf_build.h ------------------------------------------------------ */
 
@@ -115,73 +109,6 @@ static void test_tiny(void)
 
 /* ---- against llama.cpp -------------------------------------------------------------------- */
 
-typedef struct ref_prompt {
-    int32_t toks[256];
-    int n_prompt, n_greedy;
-    int top_pos[8], n_top;
-    int32_t top_id[8][20];
-    float top_val[8][20];
-    int32_t step_id[64][5];
-    float step_val[64][5];
-} ref_prompt;
-
-static int read_pairs(char *s, int k, int32_t *ids, float *vals)
-{
-    char *save = NULL;
-    int i = 0;
-    for (char *p = strtok_r(s, " \n", &save); p && i < k; p = strtok_r(NULL, " \n", &save), i++)
-        if (sscanf(p, "%d:%f", &ids[i], &vals[i]) != 2)
-            return 0;
-    return i == k;
-}
-
-static int read_prompt(FILE *fp, ref_prompt *r)
-{
-    static char line[1 << 15];
-    memset(r, 0, sizeof *r);
-    int have = 0;
-    while (fgets(line, sizeof line, fp)) {
-        int a, b, used = 0;
-        if (line[0] == '#')
-            continue;
-        if (!strncmp(line, "end", 3))
-            return have;
-        if (sscanf(line, "prompt %d%n", &a, &used) == 1 || sscanf(line, "greedy %d%n", &a, &used) == 1) {
-            int greedy = line[0] == 'g', base = greedy ? r->n_prompt : 0;
-            if (a < 0 || base + a > 256)
-                return 0;
-            char *p = line + used;
-            for (int i = 0; i < a; i++) {
-                long v = strtol(p, &p, 10);
-                r->toks[base + i] = (int32_t)v;
-            }
-            if (greedy)
-                r->n_greedy = a;
-            else
-                r->n_prompt = a;
-            have = 1;
-        } else if (sscanf(line, "top %d %d%n", &a, &b, &used) == 2 && b == 20 && r->n_top < 8) {
-            r->top_pos[r->n_top] = a;
-            if (!read_pairs(line + used, 20, r->top_id[r->n_top], r->top_val[r->n_top]))
-                return 0;
-            r->n_top++;
-        } else if (sscanf(line, "step %d %d%n", &a, &b, &used) == 2 && b == 5 && a >= 0 && a < 64) {
-            if (!read_pairs(line + used, 5, r->step_id[a], r->step_val[a]))
-                return 0;
-        }
-    }
-    return 0;
-}
-
-static int argmax(const float *x, uint32_t n)
-{
-    uint32_t best = 0;
-    for (uint32_t i = 1; i < n; i++)
-        if (x[i] > x[best])
-            best = i;
-    return (int)best;
-}
-
 static int test_model(int kv_f16, int max_prompts)
 {
     char buf[4096];
@@ -210,56 +137,16 @@ static int test_model(int kv_f16, int max_prompts)
     FILE *fp = fopen(ref, "r");
     EXPECT(fp, "cannot open %s", ref);
     static ref_prompt r;
-    double max_diff = 0.0, sum_diff = 0.0;
-    long n_diff = 0;
-    int prompts = 0, steps = 0, steps_agree = 0, ties = 0;
-    while (fp && prompts < max_prompts && read_prompt(fp, &r)) {
+    ref_tally t = {0};
+    int prompts = 0;
+    while (fp && prompts < max_prompts && ref_read_prompt(fp, &r)) {
         uint32_t n = (uint32_t)(r.n_prompt + r.n_greedy);
         float *logits = malloc(sizeof(float) * n * c->n_vocab); /* [n][V] */
         if (!logits)
             break;
         esar_model_ref_reset(m);
         EXPECT_OK(esar_model_ref_forward(m, r.toks, n, logits, 0, &err), &err);
-        for (int k = 0; k < r.n_top; k++) {
-            const float *row = logits + (size_t)r.top_pos[k] * c->n_vocab;
-            for (int i = 0; i < 20; i++) {
-                double dlt = fabs((double)row[r.top_id[k][i]] - r.top_val[k][i]);
-                max_diff = fmax(max_diff, dlt);
-                sum_diff += dlt;
-                n_diff++;
-                EXPECT(dlt <= LOGIT_TOL, "prompt %d pos %d id %d: %.4f vs llama.cpp %.4f", prompts, r.top_pos[k],
-                       r.top_id[k][i], row[r.top_id[k][i]], r.top_val[k][i]);
-            }
-        }
-        for (int s = 0; s < r.n_greedy; s++) {
-            const float *row = logits + (size_t)(r.n_prompt - 1 + s) * c->n_vocab;
-            for (int i = 0; i < 5; i++) {
-                double dlt = fabs((double)row[r.step_id[s][i]] - r.step_val[s][i]);
-                max_diff = fmax(max_diff, dlt);
-                sum_diff += dlt;
-                n_diff++;
-                EXPECT(dlt <= LOGIT_TOL, "prompt %d step %d id %d: %.4f vs llama.cpp %.4f", prompts, s,
-                       r.step_id[s][i], row[r.step_id[s][i]], r.step_val[s][i]);
-            }
-            int want = r.toks[r.n_prompt + s], got = argmax(row, c->n_vocab);
-            /* llama.cpp's gap between its pick and ours (at least its top-1 minus top-5 when ours
-             * is not among its top 5), and our gap between the two */
-            double theirs = r.step_val[s][0] - r.step_val[s][4];
-            for (int i = 0; i < 5; i++)
-                if (r.step_id[s][i] == got)
-                    theirs = r.step_val[s][0] - r.step_val[s][i];
-            double ours = (double)row[got] - row[want];
-            int tie = theirs < TIE_MARGIN && ours < TIE_MARGIN;
-            steps++;
-            steps_agree += got == want;
-            ties += tie && got != want;
-            EXPECT(got == want || tie,
-                   "prompt %d step %d: reference picks %d (%.4f), llama.cpp picked %d (%.4f); gaps %.3f / %.3f",
-                   prompts, s, got, row[got], want, row[want], ours, theirs);
-            if (got != want && tie)
-                fprintf(stderr, "prompt %d step %d: near tie, reference %d, llama.cpp %d (gaps %.3f / %.3f)\n",
-                        prompts, s, got, want, ours, theirs);
-        }
+        ref_check_prompt(&r, logits, c->n_vocab, "reference", prompts, &t);
         free(logits);
         prompts++;
     }
@@ -269,8 +156,8 @@ static int test_model(int kv_f16, int max_prompts)
     fprintf(stderr,
             "model (K/V %s): %d prompts; max |logit - llama.cpp| %.4f, mean %.4f over %ld logits; greedy argmax "
             "agrees at %d/%d steps (%d near-tie disagreements)\n",
-            kv_f16 ? "fp16" : "f32", prompts, max_diff, n_diff ? sum_diff / n_diff : 0.0, n_diff, steps_agree, steps,
-            ties);
+            kv_f16 ? "fp16" : "f32", prompts, t.max_diff, t.n_diff ? t.sum_diff / t.n_diff : 0.0, t.n_diff,
+            t.steps_agree, t.steps, t.ties);
     esar_model_ref_destroy(m);
     esar_gguf_close(g);
     return 1;

@@ -35,15 +35,18 @@ typedef struct esar_model_gpu_desc {
     int32_t proximity_radius;
     esa_position_mode position_mode;
     /* Per-layer compression matrices (spec 4.2) for compressed scores: a[l] [d'][H*d] and b[l]
-     * [d'][G*d] as esa_cache_set_compression takes them, copied at create. NULL: exact scores. */
+     * [d'][G*d] as esa_cache_set_compression takes them, copied at create. NULL: exact scores.
+     * compress_dim is their d' (0: esa-vk's default, min(128, H*d)); unused without them. */
     uint32_t compress_dim;
     const float *const *compress_a;
     const float *const *compress_b;
 } esar_model_gpu_desc;
 
 /* Reads the config (esar_llama_config_read), checks and uploads every tensor, makes the cache.
- * UNSUPPORTED names a tensor type the kernels cannot read; DEVICE carries the runtime's or
- * esa-vk's message (out of device memory, a limit). */
+ * ARG for a NULL argument, max_tokens 0, a bad attention, a runtime without its esa-vk context
+ * or a missing compression matrix; UNSUPPORTED names a tensor type the kernels cannot read;
+ * DEVICE carries the runtime's or esa-vk's message with the call that failed (out of device
+ * memory, a limit, ESA parameters esa_cache_create refuses). On failure nothing is left. */
 esar_status esar_model_gpu_create(const esar_gguf *g, esag_rt *rt, esag_kernels *k,
                                   const esar_model_gpu_desc *desc, esar_model_gpu **out,
                                   esar_err *err);
@@ -64,13 +67,15 @@ typedef void (*esar_progress_fn)(void *user, uint32_t done, uint32_t total);
  * esar_model_ref_forward: logits[n][n_vocab] (row i for the token after tokens[i]), or with
  * last_only only the last row, logits[n_vocab]; logits may be NULL. progress may be NULL.
  * ARG for a token outside the vocabulary (nothing appended), LIMIT past max_tokens, DEVICE
- * for a failed submission (the cache then holds the chunks that completed). */
+ * for a failed recording or submission (the cache then holds the chunks that completed, every
+ * layer rolled back to them, and pos says how many: the model stays usable). */
 esar_status esar_model_gpu_forward(esar_model_gpu *m, const int32_t *tokens, uint32_t n,
                                    float *logits, int last_only, esar_progress_fn progress,
                                    void *user, esar_err *err);
 
-/* Device time of the calls so far, by timestamps: the chunks of more than one token
- * (prefill) and single tokens (decode), with their token counts. */
+/* Device time of the calls so far, by timestamps (first to last command of each chunk's
+ * submission): calls of more than one token (prefill) and of one token (decode), with their
+ * token counts. All zero on a queue without timestamps. */
 typedef struct esar_model_gpu_stats {
     double prefill_ms, decode_ms;
     uint64_t prefill_tokens, decode_tokens;

@@ -161,6 +161,11 @@ esag_status esag_submit(esag_rt *rt);
 /* Wait for the last esag_submit; ESAG_ERR_DEVICE_LOST etc. on failure. No-op if none. */
 esag_status esag_wait(esag_rt *rt);
 esag_status esag_submit_wait(esag_rt *rt);
+/* End the command buffer begun by esag_begin without submitting it, for a recording that
+ * failed half-way (a refused esag_cmd_* or esa_cmd_attend); the next esag_begin resets it.
+ * Work recorded into it never runs: state that advanced at record time (an esa-vk cache, see
+ * esa_cmd_attend) is the caller's to roll back. No-op when not recording; accepts NULL. */
+void esag_abandon(esag_rt *rt);
 
 /* Bind p, push size bytes (<= 128) and dispatch gx*gy*gz workgroups. */
 void esag_cmd_dispatch(esag_rt *rt, VkCommandBuffer cb, VkPipeline p, const void *push,

@@ -154,6 +154,16 @@ esag_status esag_submit_wait(esag_rt *rt)
     return s == ESAG_OK ? esag_wait(rt) : s;
 }
 
+void esag_abandon(esag_rt *rt)
+{
+    if (!rt || !rt->recording)
+        return;
+    rt->recording = 0;
+    /* Its result does not matter: the buffer is never submitted, and esag_begin resets it from
+     * the executable or the invalid state alike (the pool allows per-buffer resets). */
+    (void)rt->vk.vkEndCommandBuffer(rt->cmd);
+}
+
 esag_status esag_begin(esag_rt *rt, VkCommandBuffer *cb)
 {
     if (!rt || !cb)

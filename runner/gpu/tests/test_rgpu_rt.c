@@ -112,6 +112,18 @@ static void test_checks(esag_rt *rt, esag_kernels *k)
            "silu_mul misaligned u");
     EXPECT(esag_cmd_add(k, cb, b.address, b.address, b.address, 0) == ESAG_ERR_ARG, "add of 0 elements");
     EXPECT_ST(esag_submit_wait(rt));
+    /* a recording given up half-way: never runs, and the next esag_begin starts afresh */
+    float one = 1.0f, back = 0.0f;
+    EXPECT_ST(esag_buffer_write(rt, &b, 0, &one, sizeof one));
+    EXPECT_ST(esag_begin(rt, &cb));
+    EXPECT_ST(esag_cmd_scale(k, cb, b.address, 2.0f, b.address, 1));
+    esag_abandon(rt);
+    esag_abandon(rt);
+    esag_abandon(NULL);
+    EXPECT_ST(esag_begin(rt, &cb));
+    EXPECT_ST(esag_submit_wait(rt));
+    EXPECT_ST(esag_buffer_read(rt, &b, 0, &back, sizeof back));
+    EXPECT(back == 1.0f, "an abandoned recording ran: %g", back);
     esag_buffer_destroy(rt, &b);
     esag_kernels *k2 = NULL;
     esag_tuning t = {.mm_bm = 64, .mm_tm = 6};
