@@ -65,7 +65,10 @@ typedef enum esa_status {
     ESA_ERROR_NOT_READY = 8,          /* a layer's compression matrices were never set */
     ESA_ERROR_NON_FINITE = 9,         /* an input holds NaN or infinity */
     ESA_ERROR_DEVICE_LOST = 10,
-    ESA_ERROR_LIMIT = 11              /* a shape beyond a device limit (buffer range, memory) */
+    ESA_ERROR_LIMIT = 11,             /* a shape beyond a device limit (buffer range, memory) */
+    ESA_ERROR_IO = 12,                /* a file could not be opened, read or written */
+    ESA_ERROR_FILE_CORRUPT = 13,      /* not an esa-vk cache file, truncated, or damaged */
+    ESA_ERROR_FILE_MISMATCH = 14      /* a cache file of another format version or cache shape */
 } esa_status;
 
 /* A static, human-readable name of a status ("ESA_ERROR_CAPACITY: ..."). Never NULL. */
@@ -241,6 +244,22 @@ ESA_API esa_status esa_cache_clear(esa_cache *cache);
  * unchanged; the last selection is forgotten. Not while a step of this layer recorded by
  * esa_cmd_attend is pending. */
 ESA_API esa_status esa_cache_truncate(esa_cache *cache, uint32_t layer, uint32_t len);
+
+/* Save every layer's tokens (keys, values, compressed keys) and compression matrices to a
+ * file (format: src/persist.c), written beside it and renamed over it, so a failed save leaves
+ * an older file as it was. ESA_ERROR_IO names the file and the system's reason. The last
+ * selections are not saved. Not while a step recorded by esa_cmd_attend is pending. */
+ESA_API esa_status esa_cache_save(esa_cache *cache, const char *path);
+
+/* Load a file of esa_cache_save into a cache of the same shape (n_layers, heads, head_dim,
+ * RoPE, score mode, d', global_pos; the other ESA parameters may differ), replacing its
+ * tokens, and the matrices of the layers that had them. The file is verified whole first:
+ * ESA_ERROR_IO when it cannot be read, ESA_ERROR_FILE_CORRUPT when it is not such a file, is
+ * truncated or fails a checksum, ESA_ERROR_FILE_MISMATCH for another format version or shape,
+ * ESA_ERROR_CAPACITY for a layer longer than max_tokens; the cache is then unchanged. Should
+ * the file change between the check and the load, the cache is left empty (and its layers
+ * whose matrices were being replaced need esa_cache_set_compression). */
+ESA_API esa_status esa_cache_load(esa_cache *cache, const char *path);
 
 typedef enum esa_dtype {
     ESA_F32 = 0,

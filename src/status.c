@@ -30,6 +30,9 @@ const char *esa_status_string(esa_status status)
     case ESA_ERROR_NON_FINITE: return "ESA_ERROR_NON_FINITE: an input holds NaN or infinity";
     case ESA_ERROR_DEVICE_LOST: return "ESA_ERROR_DEVICE_LOST";
     case ESA_ERROR_LIMIT: return "ESA_ERROR_LIMIT: a size exceeds a device limit";
+    case ESA_ERROR_IO: return "ESA_ERROR_IO: a file could not be opened, read or written";
+    case ESA_ERROR_FILE_CORRUPT: return "ESA_ERROR_FILE_CORRUPT: not an esa-vk cache file, truncated or damaged";
+    case ESA_ERROR_FILE_MISMATCH: return "ESA_ERROR_FILE_MISMATCH: the file's format version or cache shape differs";
     }
     return "unknown esa_status";
 }

@@ -1,0 +1,399 @@
+/* persist.c - a cache to a file and back (esa_cache_save, esa_cache_load), so an application
+ * can reopen a long document without recomputing its keys and values.
+ *
+ * File format, version 1 (integers little-endian; the arrays are the device's bytes as they
+ * are: fp16 K, V and compressed keys, f32 matrices):
+ *   header, 128 bytes:  "ESAVKKV\n", u32 version, u32 header bytes (128), u32 n_layers,
+ *                       n_heads, n_kv_heads, head_dim, rope_dims, rope_style, score_mode,
+ *                       d' in use, global_pos, f32 rope_theta, u32 max layer length, zeros to
+ *                       byte 120, then u64 hash of bytes 0..119
+ *   per layer, in order: u32 layer, u32 len, u32 has_matrices, u32 0;
+ *                       K [len][G*d] fp16, V [len][G*d] fp16,
+ *                       compressed scores only: kc [len][d'] fp16, and when has_matrices
+ *                       A^T [H*d][d'] and B^T [G*d][d'] f32 (as the cache keeps them: the
+ *                       query rotation at global_pos folded into A^T);
+ *                       u64 hash of the section (its 16-byte head and the arrays)
+ *   trailer:            "ESAVKEND"
+ * Every part is a whole number of 8-byte words (G*d and d' are multiples of 8), and the
+ * hash is FNV-1a over those words. The fields checked against the cache on load are the ones
+ * the stored bytes depend on; ESA parameters (l_I, l_L, k, epsilon, l_C, position mode) and
+ * the logit scale act at attention time and may differ (global_pos too with exact scores), and
+ * max_tokens must hold the longest layer. Load reads the file twice: it is verified whole before the cache is touched. */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#define FILE_VERSION 1u
+#define HEADER_BYTES 128u
+#define STAGING_BYTES (8u << 20)
+
+static const char MAGIC[8] = {'E', 'S', 'A', 'V', 'K', 'K', 'V', '\n'};
+static const char TRAILER[8] = {'E', 'S', 'A', 'V', 'K', 'E', 'N', 'D'};
+
+/* ---- bytes ------------------------------------------------------------------------------ */
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+    put_u32(p, (uint32_t)v);
+    put_u32(p + 4, (uint32_t)(v >> 32));
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+    return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
+}
+
+#define HASH_SEED 0xcbf29ce484222325ull
+
+/* FNV-1a over little-endian 64-bit words; n is a multiple of 8. */
+static uint64_t hash_words(uint64_t h, const void *data, size_t n)
+{
+    const uint8_t *p = data;
+    for (size_t i = 0; i < n; i += 8)
+        h = (h ^ get_u64(p + i)) * 0x100000001b3ull;
+    return h;
+}
+
+/* ---- the header ------------------------------------------------------------------------- */
+
+enum { H_VERSION = 8, H_BYTES = 12, H_LAYERS = 16, H_HEADS = 20, H_KV_HEADS = 24, H_DIM = 28,
+       H_ROPE_DIMS = 32, H_ROPE_STYLE = 36, H_SCORES = 40, H_DC = 44, H_GLOBAL = 48, H_THETA = 52,
+       H_MAX_LEN = 56, H_HASH = 120 };
+
+static void make_header(const esa_cache *c, uint8_t *h)
+{
+    const esa_cache_desc *d = &c->d;
+    uint32_t max_len = 0, theta;
+    for (uint32_t l = 0; l < d->n_layers; l++)
+        max_len = esa_max_u32(max_len, c->layers[l].len);
+    memcpy(&theta, &d->rope_theta, 4);
+    memset(h, 0, HEADER_BYTES);
+    memcpy(h, MAGIC, 8);
+    put_u32(h + H_VERSION, FILE_VERSION);
+    put_u32(h + H_BYTES, HEADER_BYTES);
+    put_u32(h + H_LAYERS, d->n_layers);
+    put_u32(h + H_HEADS, d->n_heads);
+    put_u32(h + H_KV_HEADS, d->n_kv_heads);
+    put_u32(h + H_DIM, d->head_dim);
+    put_u32(h + H_ROPE_DIMS, d->rope_dims);
+    put_u32(h + H_ROPE_STYLE, (uint32_t)d->rope_style);
+    put_u32(h + H_SCORES, (uint32_t)d->score_mode);
+    put_u32(h + H_DC, c->dc);
+    put_u32(h + H_GLOBAL, d->global_pos);
+    put_u32(h + H_THETA, theta);
+    put_u32(h + H_MAX_LEN, max_len);
+    put_u64(h + H_HASH, hash_words(HASH_SEED, h, H_HASH));
+}
+
+/* The file's header against the cache: CORRUPT for what is not an esa-vk cache file,
+ * MISMATCH for another version or shape, CAPACITY for more tokens than max_tokens. */
+static esa_status check_header(const esa_cache *c, const uint8_t *h, const char *path)
+{
+    esa_context *ctx = c->ctx;
+    if (memcmp(h, MAGIC, 8) != 0)
+        return esa_fail(ctx, ESA_ERROR_FILE_CORRUPT, "%s is not an esa-vk cache file", path);
+    if (get_u64(h + H_HASH) != hash_words(HASH_SEED, h, H_HASH))
+        return esa_fail(ctx, ESA_ERROR_FILE_CORRUPT, "%s: the header fails its checksum", path);
+    if (get_u32(h + H_VERSION) != FILE_VERSION || get_u32(h + H_BYTES) != HEADER_BYTES)
+        return esa_fail(ctx, ESA_ERROR_FILE_MISMATCH, "%s: format version %u, this library reads version %u",
+                        path, get_u32(h + H_VERSION), FILE_VERSION);
+    uint8_t mine[HEADER_BYTES];
+    make_header(c, mine);
+    static const struct { int at; const char *name; } fields[] = {
+        {H_LAYERS, "n_layers"}, {H_HEADS, "n_heads"}, {H_KV_HEADS, "n_kv_heads"}, {H_DIM, "head_dim"},
+        {H_ROPE_DIMS, "rope_dims"}, {H_ROPE_STYLE, "rope_style"}, {H_SCORES, "score_mode"},
+        {H_DC, "compress_dim"}, {H_GLOBAL, "global_pos"}, {H_THETA, "rope_theta (bits)"},
+    };
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        uint32_t f = get_u32(h + fields[i].at), m = get_u32(mine + fields[i].at);
+        /* global_pos is folded into the stored A^T only: exact-score files do not depend on it */
+        if (fields[i].at == H_GLOBAL && c->d.score_mode == ESA_SCORES_EXACT)
+            continue;
+        if (f != m)
+            return esa_fail(ctx, ESA_ERROR_FILE_MISMATCH, "%s: %s is %u in the file, %u in this cache", path,
+                            fields[i].name, f, m);
+    }
+    if (get_u32(h + H_MAX_LEN) > c->d.max_tokens)
+        return esa_fail(ctx, ESA_ERROR_CAPACITY, "%s holds %u tokens in a layer; this cache's max_tokens is %u",
+                        path, get_u32(h + H_MAX_LEN), c->d.max_tokens);
+    return ESA_SUCCESS;
+}
+
+/* ---- arrays of a layer ------------------------------------------------------------------ */
+
+typedef struct array {
+    esa_buffer *buf;
+    uint64_t bytes;
+} array;
+
+/* The arrays of layer l's section, given its length and whether its matrices are stored. */
+static uint32_t layer_arrays(const esa_cache *c, uint32_t l, uint32_t len, int matrices, array *a)
+{
+    const esa_cache_desc *d = &c->d;
+    esa_layer *L = &c->layers[l];
+    uint64_t gd = (uint64_t)d->n_kv_heads * d->head_dim, hd = (uint64_t)d->n_heads * d->head_dim;
+    uint32_t n = 0;
+    a[n++] = (array){&L->k, len * gd * 2};
+    a[n++] = (array){&L->v, len * gd * 2};
+    if (d->score_mode == ESA_SCORES_COMPRESSED) {
+        a[n++] = (array){&L->kc, (uint64_t)len * c->dc * 2};
+        if (matrices) {
+            a[n++] = (array){&L->at, hd * c->dc * 4};
+            a[n++] = (array){&L->bt, gd * c->dc * 4};
+        }
+    }
+    return n;
+}
+
+/* ---- files ------------------------------------------------------------------------------ */
+
+typedef struct io {
+    esa_context *ctx;
+    FILE *f;
+    const char *path;
+    esa_buffer staging;
+} io;
+
+static esa_status io_error(io *o, const char *what)
+{
+    int e = errno;
+    if (ferror(o->f) || e)
+        return esa_fail(o->ctx, ESA_ERROR_IO, "%s %s: %s", what, o->path, e ? strerror(e) : "I/O error");
+    return esa_fail(o->ctx, ESA_ERROR_FILE_CORRUPT, "%s is truncated (%s)", o->path, what);
+}
+
+static esa_status write_all(io *o, const void *p, size_t n)
+{
+    errno = 0;
+    return fwrite(p, 1, n, o->f) == n ? ESA_SUCCESS : io_error(o, "writing");
+}
+
+static esa_status read_all(io *o, void *p, size_t n)
+{
+    errno = 0;
+    return fread(p, 1, n, o->f) == n ? ESA_SUCCESS : io_error(o, "reading");
+}
+
+/* Copy between a device buffer's first bytes and the staging buffer, one piece. */
+static esa_status copy(esa_context *ctx, VkBuffer src, VkDeviceSize src_off, VkBuffer dst, VkDeviceSize dst_off,
+                       VkDeviceSize n)
+{
+    VkCommandBuffer cb;
+    esa_status s = esa_begin(ctx, &cb);
+    if (s != ESA_SUCCESS)
+        return s;
+    VkBufferCopy region = {.srcOffset = src_off, .dstOffset = dst_off, .size = n};
+    ctx->vk.vkCmdCopyBuffer(cb, src, dst, 1, &region);
+    return esa_submit_wait(ctx);
+}
+
+/* Device -> file, hashing what is written. */
+static esa_status save_array(io *o, const array *a, uint64_t *h)
+{
+    for (uint64_t off = 0; off < a->bytes;) {
+        uint64_t n = a->bytes - off < STAGING_BYTES ? a->bytes - off : STAGING_BYTES;
+        esa_status s = copy(o->ctx, a->buf->buffer, off, o->staging.buffer, 0, n);
+        if (s != ESA_SUCCESS)
+            return s;
+        esa_buffer_invalidate(o->ctx, &o->staging);
+        *h = hash_words(*h, o->staging.map, (size_t)n);
+        if ((s = write_all(o, o->staging.map, (size_t)n)) != ESA_SUCCESS)
+            return s;
+        off += n;
+    }
+    return ESA_SUCCESS;
+}
+
+/* File -> hash, and to the device when upload is set. */
+static esa_status load_array(io *o, const array *a, uint64_t *h, int upload)
+{
+    for (uint64_t off = 0; off < a->bytes;) {
+        uint64_t n = a->bytes - off < STAGING_BYTES ? a->bytes - off : STAGING_BYTES;
+        esa_status s = read_all(o, o->staging.map, (size_t)n);
+        if (s != ESA_SUCCESS)
+            return s;
+        *h = hash_words(*h, o->staging.map, (size_t)n);
+        if (upload) {
+            esa_buffer_flush(o->ctx, &o->staging);
+            if ((s = copy(o->ctx, o->staging.buffer, 0, a->buf->buffer, off, n)) != ESA_SUCCESS)
+                return s;
+        }
+        off += n;
+    }
+    return ESA_SUCCESS;
+}
+
+static esa_status save_to(esa_cache *c, io *o)
+{
+    uint8_t head[HEADER_BYTES];
+    make_header(c, head);
+    esa_status s = write_all(o, head, sizeof head);
+    for (uint32_t l = 0; s == ESA_SUCCESS && l < c->d.n_layers; l++) {
+        esa_layer *L = &c->layers[l];
+        int matrices = c->d.score_mode == ESA_SCORES_COMPRESSED && L->ready;
+        uint8_t sec[16] = {0};
+        put_u32(sec, l);
+        put_u32(sec + 4, L->len);
+        put_u32(sec + 8, (uint32_t)matrices);
+        uint64_t h = hash_words(HASH_SEED, sec, sizeof sec);
+        s = write_all(o, sec, sizeof sec);
+        array a[5];
+        uint32_t na = layer_arrays(c, l, L->len, matrices, a);
+        for (uint32_t i = 0; s == ESA_SUCCESS && i < na; i++)
+            s = save_array(o, &a[i], &h);
+        uint8_t tail[8];
+        put_u64(tail, h);
+        if (s == ESA_SUCCESS)
+            s = write_all(o, tail, sizeof tail);
+    }
+    if (s == ESA_SUCCESS)
+        s = write_all(o, TRAILER, sizeof TRAILER);
+    return s;
+}
+
+/* One pass over the file: verify (upload 0) or verify and load (upload 1). lens[] and mats[]
+ * get each layer's length and whether its matrices are stored. */
+static esa_status load_pass(esa_cache *c, io *o, int upload, uint32_t *lens, int *mats)
+{
+    uint8_t head[HEADER_BYTES];
+    esa_status s = read_all(o, head, sizeof head);
+    if (s == ESA_SUCCESS)
+        s = check_header(c, head, o->path);
+    uint32_t max_len = s == ESA_SUCCESS ? get_u32(head + H_MAX_LEN) : 0;
+    for (uint32_t l = 0; s == ESA_SUCCESS && l < c->d.n_layers; l++) {
+        uint8_t sec[16];
+        if ((s = read_all(o, sec, sizeof sec)) != ESA_SUCCESS)
+            break;
+        uint32_t len = get_u32(sec + 4), m = get_u32(sec + 8);
+        if (get_u32(sec) != l || len > max_len || m > 1 || get_u32(sec + 12) != 0 ||
+            (m && c->d.score_mode != ESA_SCORES_COMPRESSED) ||
+            (!m && len && c->d.score_mode == ESA_SCORES_COMPRESSED)) {
+            s = esa_fail(c->ctx, ESA_ERROR_FILE_CORRUPT, "%s: layer %u's section head is damaged", o->path, l);
+            break;
+        }
+        lens[l] = len;
+        mats[l] = (int)m;
+        uint64_t h = hash_words(HASH_SEED, sec, sizeof sec);
+        array a[5];
+        uint32_t na = layer_arrays(c, l, len, (int)m, a);
+        for (uint32_t i = 0; s == ESA_SUCCESS && i < na; i++)
+            s = load_array(o, &a[i], &h, upload);
+        uint8_t tail[8];
+        if (s == ESA_SUCCESS && (s = read_all(o, tail, sizeof tail)) == ESA_SUCCESS && get_u64(tail) != h)
+            s = esa_fail(c->ctx, ESA_ERROR_FILE_CORRUPT, "%s: layer %u fails its checksum", o->path, l);
+    }
+    uint8_t end[9];
+    if (s == ESA_SUCCESS && (s = read_all(o, end, 8)) == ESA_SUCCESS &&
+        (memcmp(end, TRAILER, 8) != 0 || fread(end + 8, 1, 1, o->f) != 0))
+        s = esa_fail(c->ctx, ESA_ERROR_FILE_CORRUPT, "%s: bytes after the last layer are not the trailer", o->path);
+    return s;
+}
+
+static esa_status open_io(esa_cache *c, const char *path, const char *mode, enum esa_mem_kind kind, io *o)
+{
+    *o = (io){.ctx = c->ctx, .path = path};
+    errno = 0;
+    o->f = fopen(path, mode);
+    if (!o->f)
+        return esa_fail(c->ctx, ESA_ERROR_IO, "cannot open %s: %s", path, errno ? strerror(errno) : "fopen failed");
+    esa_status s = esa_buffer_create(c->ctx, STAGING_BYTES, kind, &o->staging);
+    if (s != ESA_SUCCESS) {
+        fclose(o->f);
+        o->f = NULL;
+    }
+    return s;
+}
+
+static void close_io(io *o)
+{
+    if (o->f)
+        fclose(o->f);
+    esa_buffer_destroy(o->ctx, &o->staging);
+}
+
+esa_status esa_cache_save(esa_cache *c, const char *path)
+{
+    if (!c)
+        return ESA_ERROR_INVALID_ARGUMENT;
+    if (!path || !*path)
+        return esa_fail(c->ctx, ESA_ERROR_INVALID_ARGUMENT, "path must be a file name");
+    /* written beside the target, then renamed over it: a failed save leaves the old file */
+    size_t pl = strlen(path);
+    char *tmp = esa_malloc(c->ctx, pl + 5);
+    if (!tmp)
+        return ESA_ERROR_OUT_OF_HOST_MEMORY;
+    memcpy(tmp, path, pl);
+    memcpy(tmp + pl, ".tmp", 5);
+    io o;
+    esa_status s = open_io(c, tmp, "wb", ESA_MEM_READBACK, &o);
+    if (s == ESA_SUCCESS) {
+        s = save_to(c, &o);
+        errno = 0;
+        if (fclose(o.f) != 0 && s == ESA_SUCCESS)
+            s = esa_fail(c->ctx, ESA_ERROR_IO, "writing %s: %s", tmp, errno ? strerror(errno) : "fclose failed");
+        o.f = NULL;
+        close_io(&o);
+        if (s == ESA_SUCCESS && rename(tmp, path) != 0) {
+            remove(path); /* where rename does not replace a file */
+            errno = 0;
+            if (rename(tmp, path) != 0)
+                s = esa_fail(c->ctx, ESA_ERROR_IO, "cannot rename %s to %s: %s", tmp, path,
+                             errno ? strerror(errno) : "rename failed");
+        }
+        if (s != ESA_SUCCESS)
+            remove(tmp);
+    }
+    esa_free(c->ctx, tmp);
+    return s;
+}
+
+esa_status esa_cache_load(esa_cache *c, const char *path)
+{
+    if (!c)
+        return ESA_ERROR_INVALID_ARGUMENT;
+    if (!path || !*path)
+        return esa_fail(c->ctx, ESA_ERROR_INVALID_ARGUMENT, "path must be a file name");
+    uint32_t n = c->d.n_layers;
+    uint32_t *lens = esa_calloc(c->ctx, n, sizeof *lens);
+    int *mats = esa_calloc(c->ctx, n, sizeof *mats);
+    io o = {0};
+    esa_status s = lens && mats ? open_io(c, path, "rb", ESA_MEM_UPLOAD, &o) : ESA_ERROR_OUT_OF_HOST_MEMORY;
+    if (s == ESA_SUCCESS)
+        s = load_pass(c, &o, 0, lens, mats); /* the cache is untouched until the file checks out */
+    if (s == ESA_SUCCESS) {
+        rewind(o.f);
+        s = load_pass(c, &o, 1, lens, mats);
+        /* a second pass that fails (the file changed under us, or the device) leaves every layer
+         * empty, and the layers whose matrices were being replaced without them */
+        for (uint32_t l = 0; l < n; l++) {
+            esa_layer *L = &c->layers[l];
+            L->len = s == ESA_SUCCESS ? lens[l] : 0;
+            L->n_selected = 0;
+            L->sel_first = 0;
+            if (mats[l])
+                L->ready = s == ESA_SUCCESS;
+        }
+        if (s != ESA_SUCCESS) {
+            char why[sizeof c->ctx->last_error];
+            memcpy(why, c->ctx->last_error, sizeof why);
+            esa_fail(c->ctx, s, "loading %s failed after it was verified: the cache is now empty (%s)", path, why);
+        }
+    }
+    close_io(&o);
+    esa_free(c->ctx, lens);
+    esa_free(c->ctx, mats);
+    return s;
+}
