@@ -12,9 +12,49 @@
 #extension GL_KHR_shader_subgroup_arithmetic : require
 #extension GL_KHR_shader_subgroup_ballot : require
 #extension GL_KHR_shader_subgroup_basic : require
+#extension GL_EXT_control_flow_attributes : require
 #include "topk.glsl"
 
 layout(local_size_x_id = 0) in;
+// 1: each lane scans whole bitmap words (32 neighbouring keys) itself, with no subgroup
+// operation per key, for CPU drivers (lavapipe runs a ballot per 8 keys slowly, and its loads
+// cost the same strided or not); 0: the subgroup reads neighbours together (GPUs).
+layout(constant_id = 1) const uint LANE_WORDS = 0;
+
+// LANE_WORDS: lane `lane` takes words lane, lane + S, .. of this subgroup's run.
+void filter_lane_words(uint blk, uint base, uint first, uint run, uint prefix, uint shift, uint next,
+                       uint nmask, bool whole)
+{
+    uint S = gl_SubgroupSize, lane = gl_SubgroupInvocationID;
+    uint taken = 0u, ncand = 0u;
+    for (uint w = lane; w < run / 32u; w += S) {
+        uint j0 = first + 32u * w, word = 0u;
+        [[unroll]] for (uint c = 0u; c < 32u; c++) {
+            uint j = j0 + c;
+            bool live = j < pc.lm;
+            uint key = live ? pc.keys.v[j] : 0u;
+            uint d = key >> shift;
+            if (live && (d > prefix || (d == prefix && whole)))
+                word |= 1u << c;
+            if (live && d == prefix && !whole) {
+                uint at = atomicAdd(pc.state.v[S_NCAND], 1u);
+                pc.cand.v[at] = uvec2(key, j);
+                atomicAdd(pc.state.v[S_HIST1 + ((key >> next) & nmask)], 1u);
+                ncand++;
+            }
+        }
+        pc.bits.v[blk * WORDS + (j0 - base) / 32u] = word;
+        taken += bitCount(word);
+    }
+    taken = subgroupAdd(taken);
+    ncand = subgroupAdd(ncand);
+    if (subgroupElect()) {
+        if (taken != 0u)
+            atomicAdd(pc.blocks.v[blk], taken);
+        if (ncand != 0u)
+            atomicAdd(pc.blocks.v[pc.nblocks + blk], ncand);
+    }
+}
 
 void main()
 {
@@ -25,6 +65,10 @@ void main()
     uint prefix = pc.state.v[S_PREFIX], shift = pc.state.v[S_SHIFT];
     uint next = shift == 21u ? 10u : 0u, nmask = shift == 21u ? BINS - 1u : 1023u;
     bool whole = pc.state.v[S_ALL] != 0u;
+    if (LANE_WORDS != 0u) {
+        filter_lane_words(blk, base, first, run, prefix, shift, next, nmask, whole);
+        return;
+    }
     uint taken = 0u, ncand = 0u, word = 0u;
     for (uint i = 0u; i < run; i += S) {
         uint j = first + i + lane; // neighbours read neighbours

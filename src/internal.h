@@ -121,6 +121,8 @@ esa_status esa_score_pipeline(esa_context *ctx, uint32_t dc, uint32_t tm, VkPipe
 #define ESA_SCORE_MAX_DC 1024u /* its register rows: d' (G*d with exact scores) at most this */
 /* The workgroup size of topk_filter.comp (tuning.c). */
 uint32_t esa_topk_filter_wg(const esa_context *ctx);
+/* Whether topk_filter.comp scans by lane-owned words (1, CPU drivers) or by subgroup ballots. */
+uint32_t esa_topk_filter_lane_words(const esa_context *ctx);
 /* The attend pipeline for one cache shape and tuning. */
 esa_status esa_attend_pipeline(esa_context *ctx, const esa_cache_desc *d,
                                const esa_attend_tuning *t, VkPipeline *out);

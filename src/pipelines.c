@@ -99,6 +99,8 @@ esa_status esa_pipelines_create(esa_context *ctx)
             nspec = 3;
         } else if (i == ESA_PIPE_TOPK_FILTER) {
             spec[0] = esa_topk_filter_wg(ctx); /* subgroups only: any size that splits a block */
+            spec[1] = esa_topk_filter_lane_words(ctx);
+            nspec = 2;
         } else if (i == ESA_PIPE_TOPK_WRITE) {
             spec[0] = ctx->info.subgroup_size; /* one subgroup a block */
         } else if (i >= ESA_PIPE_TOPK_PICK && i <= ESA_PIPE_TOPK_WRITE) {
