@@ -140,13 +140,7 @@ static esa_status upload(esa_cache *c, esa_buffer *dst, const void *src, size_t 
         return s;
     memcpy(st.map, src, bytes);
     esa_buffer_flush(ctx, &st);
-    VkCommandBuffer cb;
-    s = esa_begin(ctx, &cb);
-    if (s == ESA_SUCCESS) {
-        VkBufferCopy region = {.size = bytes};
-        ctx->vk.vkCmdCopyBuffer(cb, st.buffer, dst->buffer, 1, &region);
-        s = esa_submit_wait(ctx);
-    }
+    s = esa_copy_wait(ctx, &st, 0, dst, 0, bytes);
     esa_buffer_destroy(ctx, &st);
     return s;
 }

@@ -100,6 +100,10 @@ void esa_buffer_destroy(esa_context *ctx, esa_buffer *b);
 /* Make host writes visible / device writes readable for non-coherent mappings. */
 void esa_buffer_flush(esa_context *ctx, esa_buffer *b);
 void esa_buffer_invalidate(esa_context *ctx, esa_buffer *b);
+/* Copy n bytes from src + src_off to dst + dst_off in a submission of its own, waited for,
+ * with a barrier on each side: after the device's earlier writes, before its later reads. */
+esa_status esa_copy_wait(esa_context *ctx, const esa_buffer *src, VkDeviceSize src_off, const esa_buffer *dst,
+                         VkDeviceSize dst_off, VkDeviceSize n);
 
 /* pipelines.c */
 esa_status esa_pipelines_create(esa_context *ctx);

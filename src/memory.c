@@ -151,3 +151,17 @@ void esa_buffer_invalidate(esa_context *ctx, esa_buffer *b)
         ctx->vk.vkInvalidateMappedMemoryRanges(ctx->device, 1, &mr);
     }
 }
+
+esa_status esa_copy_wait(esa_context *ctx, const esa_buffer *src, VkDeviceSize src_off, const esa_buffer *dst,
+                         VkDeviceSize dst_off, VkDeviceSize n)
+{
+    VkCommandBuffer cb;
+    esa_status s = esa_begin(ctx, &cb);
+    if (s != ESA_SUCCESS)
+        return s;
+    esa_cmd_barrier(ctx, cb); /* after the device's earlier writes (earlier submissions too) */
+    VkBufferCopy region = {.srcOffset = src_off, .dstOffset = dst_off, .size = n};
+    ctx->vk.vkCmdCopyBuffer(cb, src->buffer, dst->buffer, 1, &region);
+    esa_cmd_barrier(ctx, cb); /* before its later reads */
+    return esa_submit_wait(ctx);
+}

@@ -164,7 +164,9 @@ typedef struct io {
     esa_context *ctx;
     FILE *f;
     const char *path;
-    esa_buffer staging;
+    esa_buffer staging;           /* READBACK (save) or UPLOAD (load) */
+    uint8_t *host;                /* load: the file's bytes land and are hashed here, not in
+                                   * UPLOAD memory, which may be write-combined (slow to read) */
 } io;
 
 static esa_status io_error(io *o, const char *what)
@@ -187,25 +189,12 @@ static esa_status read_all(io *o, void *p, size_t n)
     return fread(p, 1, n, o->f) == n ? ESA_SUCCESS : io_error(o, "reading");
 }
 
-/* Copy between a device buffer's first bytes and the staging buffer, one piece. */
-static esa_status copy(esa_context *ctx, VkBuffer src, VkDeviceSize src_off, VkBuffer dst, VkDeviceSize dst_off,
-                       VkDeviceSize n)
-{
-    VkCommandBuffer cb;
-    esa_status s = esa_begin(ctx, &cb);
-    if (s != ESA_SUCCESS)
-        return s;
-    VkBufferCopy region = {.srcOffset = src_off, .dstOffset = dst_off, .size = n};
-    ctx->vk.vkCmdCopyBuffer(cb, src, dst, 1, &region);
-    return esa_submit_wait(ctx);
-}
-
 /* Device -> file, hashing what is written. */
 static esa_status save_array(io *o, const array *a, uint64_t *h)
 {
     for (uint64_t off = 0; off < a->bytes;) {
         uint64_t n = a->bytes - off < STAGING_BYTES ? a->bytes - off : STAGING_BYTES;
-        esa_status s = copy(o->ctx, a->buf->buffer, off, o->staging.buffer, 0, n);
+        esa_status s = esa_copy_wait(o->ctx, a->buf, off, &o->staging, 0, n);
         if (s != ESA_SUCCESS)
             return s;
         esa_buffer_invalidate(o->ctx, &o->staging);
@@ -222,13 +211,14 @@ static esa_status load_array(io *o, const array *a, uint64_t *h, int upload)
 {
     for (uint64_t off = 0; off < a->bytes;) {
         uint64_t n = a->bytes - off < STAGING_BYTES ? a->bytes - off : STAGING_BYTES;
-        esa_status s = read_all(o, o->staging.map, (size_t)n);
+        esa_status s = read_all(o, o->host, (size_t)n);
         if (s != ESA_SUCCESS)
             return s;
-        *h = hash_words(*h, o->staging.map, (size_t)n);
+        *h = hash_words(*h, o->host, (size_t)n);
         if (upload) {
+            memcpy(o->staging.map, o->host, (size_t)n);
             esa_buffer_flush(o->ctx, &o->staging);
-            if ((s = copy(o->ctx, o->staging.buffer, 0, a->buf->buffer, off, n)) != ESA_SUCCESS)
+            if ((s = esa_copy_wait(o->ctx, &o->staging, 0, a->buf, off, n)) != ESA_SUCCESS)
                 return s;
         }
         off += n;
@@ -302,6 +292,17 @@ static esa_status load_pass(esa_cache *c, io *o, int upload, uint32_t *lens, int
     return s;
 }
 
+static void close_io(io *o)
+{
+    if (o->f)
+        fclose(o->f);
+    o->f = NULL;
+    esa_buffer_destroy(o->ctx, &o->staging);
+    esa_free(o->ctx, o->host);
+    o->host = NULL;
+}
+
+/* On failure nothing is left open (close_io is still safe to call). */
 static esa_status open_io(esa_cache *c, const char *path, const char *mode, enum esa_mem_kind kind, io *o)
 {
     *o = (io){.ctx = c->ctx, .path = path};
@@ -310,18 +311,11 @@ static esa_status open_io(esa_cache *c, const char *path, const char *mode, enum
     if (!o->f)
         return esa_fail(c->ctx, ESA_ERROR_IO, "cannot open %s: %s", path, errno ? strerror(errno) : "fopen failed");
     esa_status s = esa_buffer_create(c->ctx, STAGING_BYTES, kind, &o->staging);
-    if (s != ESA_SUCCESS) {
-        fclose(o->f);
-        o->f = NULL;
-    }
+    if (s == ESA_SUCCESS && kind == ESA_MEM_UPLOAD && !(o->host = esa_malloc(c->ctx, STAGING_BYTES)))
+        s = ESA_ERROR_OUT_OF_HOST_MEMORY;
+    if (s != ESA_SUCCESS)
+        close_io(o);
     return s;
-}
-
-static void close_io(io *o)
-{
-    if (o->f)
-        fclose(o->f);
-    esa_buffer_destroy(o->ctx, &o->staging);
 }
 
 esa_status esa_cache_save(esa_cache *c, const char *path)

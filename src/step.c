@@ -440,14 +440,8 @@ esa_status esa_cache_last_selection(esa_cache *c, uint32_t layer, uint32_t *posi
             positions[i] = L->sel_first + i;
         return ESA_SUCCESS;
     }
-    VkCommandBuffer cb;
-    esa_status s = esa_begin(ctx, &cb);
-    if (s != ESA_SUCCESS)
-        return s;
-    esa_cmd_barrier(ctx, cb); /* the selection was written by a shader in an earlier submit */
-    VkBufferCopy region = {.size = (VkDeviceSize)m * 4};
-    ctx->vk.vkCmdCopyBuffer(cb, L->sel.buffer, c->readback.buffer, 1, &region);
-    s = esa_submit_wait(ctx);
+    /* the selection was written by a shader in an earlier submit: the copy's barrier orders it */
+    esa_status s = esa_copy_wait(ctx, &L->sel, 0, &c->readback, 0, (VkDeviceSize)m * 4);
     if (s != ESA_SUCCESS)
         return s;
     esa_buffer_invalidate(ctx, &c->readback);
