@@ -548,6 +548,13 @@ static int write_tps(run *R, const tps_row *rows, uint32_t nr, int argc, char **
     return 1;
 }
 
+/* An empty cache with attention a, for the next prompt. */
+static esar_status reset(run *R, esa_attention a, esar_err *err)
+{
+    esar_status s = esar_model_gpu_truncate(R->m, 0, err);
+    return s == ESAR_OK ? esar_model_gpu_set_attention(R->m, a, err) : s;
+}
+
 /* Greedy decode steps from the logits of the last forward. */
 static esar_status decode_steps(run *R, uint32_t n, esar_err *err)
 {
@@ -651,9 +658,7 @@ static int run_tps(run *R, int argc, char **argv)
     for (uint32_t j = 0; j < R->o.n_attn && all_ok; j++) {
         esa_attention a = R->o.attn[j];
         progress pg = {.on = !R->o.quiet, .tty = isatty(2), .label = attn_name(a), .t0 = now_s(), .all = top};
-        s = esar_model_gpu_truncate(R->m, 0, &err);
-        if (s == ESAR_OK)
-            s = esar_model_gpu_set_attention(R->m, a, &err);
+        s = reset(R, a, &err);
         if (s == ESAR_OK)
             s = tps_points(R, toks, top, a, rows, &nr, &pg, &err);
         if (s != ESAR_OK) {
@@ -671,9 +676,7 @@ static int generate(run *R, esa_attention a, const int32_t *prompt, uint32_t n, 
                     const char *head, tps_row *rows, uint32_t *nr)
 {
     esar_err err = {{0}};
-    esar_status s = esar_model_gpu_truncate(R->m, 0, &err);
-    if (s == ESAR_OK)
-        s = esar_model_gpu_set_attention(R->m, a, &err);
+    esar_status s = reset(R, a, &err);
     if (s != ESAR_OK)
         return fail("reset", s, &err);
     esar_model_gpu_stats s0, s1, s2;
