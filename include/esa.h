@@ -43,7 +43,7 @@ extern "C" {
 #endif
 
 #define ESA_VERSION_MAJOR 0
-#define ESA_VERSION_MINOR 1
+#define ESA_VERSION_MINOR 2
 #define ESA_VERSION_PATCH 0
 #define ESA_VERSION_NUMBER (ESA_VERSION_MAJOR * 10000 + ESA_VERSION_MINOR * 100 + ESA_VERSION_PATCH)
 
@@ -202,19 +202,44 @@ typedef struct esa_cache_desc {
     uint32_t max_tokens;    /* tokens per layer the cache can hold (required); at most
                              * ESA_MAX_TOKENS, max_tokens*G*d < 2^30 and max_tokens*d' < 2^31
                              * (32-bit element indices in the shaders) */
-    uint32_t reserved[8];   /* must be zero */
+    /* Paging (ESA-SPEC 8; 0 = default). K and V live in pages of page_tokens tokens. */
+    uint64_t kv_device_budget; /* bytes of device memory for K/V pages, all layers together;
+                             * 0: no budget, every page on the device (allocated at create).
+                             * Otherwise pages that do not fit live in host memory; the pages
+                             * of every layer's initial, local and current tokens (and the
+                             * compressed keys) stay on the device, so the budget must hold
+                             * n_layers * (ceil(l_I/pt) + ceil((l_L + l_C)/pt) + 1) pages
+                             * (esa_cache_create names the minimum otherwise). The device pages
+                             * are allocated at create. */
+    uint64_t kv_host_budget; /* bytes of host memory for K/V pages; 0: as much as the system
+                             * gives. Host pages are allocated as the context grows. */
+    uint32_t page_tokens;   /* pt, a power of two in 16..65536; default 256 (or the power of
+                             * two above max_tokens when that is smaller) */
+    uint32_t kv_read;       /* esa_kv_read: how steps read K/V in host pages */
+    uint32_t reserved[2];   /* must be zero */
 } esa_cache_desc;
+
+/* How a step reads the selected tokens' K/V from pages in host memory. */
+typedef enum esa_kv_read {
+    ESA_KV_READ_AUTO = 0,   /* by device (tuning.c): DIRECT where device and host share memory
+                             * (CPU drivers, integrated GPUs), COPY on discrete GPUs */
+    ESA_KV_READ_DIRECT = 1, /* the attention reads them where they are, by device address */
+    ESA_KV_READ_COPY = 2    /* the selected rows are first gathered into device memory (one
+                             * read of each over the bus), then attended */
+} esa_kv_read;
 
 #define ESA_MAX_TOP_K 65536u
 #define ESA_MAX_TOKENS 16776960u /* 65535 * 256: per layer */
 #define ESA_MAX_RADIUS 64
 
 /* Create a cache. desc is validated (ESA_ERROR_INVALID_ARGUMENT, with the field named in
- * esa_context_last_error; this includes d' (G*d with exact scores) above 1024) and device
- * buffers for max_tokens tokens of every
- * layer are allocated now: ESA_ERROR_LIMIT if one exceeds maxMemoryAllocationSize,
- * ESA_ERROR_OUT_OF_DEVICE_MEMORY if the device is full. Buffers are reached by device address,
- * so maxStorageBufferRange does not limit them. */
+ * esa_context_last_error; this includes d' (G*d with exact scores) above 1024, and a
+ * kv_device_budget below its minimum) and device memory is allocated now: the compressed keys
+ * of max_tokens tokens of every layer, the step scratch, and the device's K/V pages (every
+ * page without a budget, the budget's worth with one). K/V pages in host memory are allocated
+ * as layers grow, in slabs of at most 64 MiB. ESA_ERROR_LIMIT if a buffer would exceed
+ * maxMemoryAllocationSize, ESA_ERROR_OUT_OF_DEVICE_MEMORY if the device is full. Buffers are
+ * reached by device address, never bound, so maxStorageBufferRange does not limit them. */
 ESA_API esa_status esa_cache_create(esa_context *ctx, const esa_cache_desc *desc, esa_cache **out);
 
 /* Destroy a cache; waits for its work to finish. Accepts NULL. */
@@ -233,6 +258,22 @@ ESA_API esa_status esa_cache_get_desc(const esa_cache *cache, esa_cache_desc *de
 ESA_API esa_status esa_cache_set_compression(esa_cache *cache, uint32_t layer, const float *a,
                                              const float *b);
 
+/* Memory of one cache. */
+typedef struct esa_cache_memory {
+    uint64_t device_bytes;  /* device memory the cache holds: K/V pages on the device,
+                             * compressed keys, matrices, page tables and step scratch */
+    uint64_t host_bytes;    /* host memory it holds for K/V pages */
+    uint64_t device_pages;  /* K/V pages in use on the device */
+    uint64_t host_pages;    /* K/V pages in use in host memory */
+    uint64_t page_bytes;    /* bytes of one page (K and V of page_tokens tokens) */
+    uint32_t page_tokens;
+    uint32_t kv_read;       /* the esa_kv_read in use (AUTO resolved) */
+    uint64_t reserved[2];
+} esa_cache_memory;
+
+/* What the cache holds now. Pages freed by truncate or clear stay held for reuse. */
+ESA_API esa_status esa_cache_memory_usage(const esa_cache *cache, esa_cache_memory *usage);
+
 /* Tokens held by a layer. */
 ESA_API esa_status esa_cache_length(const esa_cache *cache, uint32_t layer, uint32_t *len);
 
@@ -240,9 +281,10 @@ ESA_API esa_status esa_cache_length(const esa_cache *cache, uint32_t layer, uint
 ESA_API esa_status esa_cache_clear(esa_cache *cache);
 
 /* Drop a layer's tokens from position len on (len <= its length): for a rejected draft, a
- * regenerated answer, or a benchmark that measures the same step again. The tokens kept are
- * unchanged; the last selection is forgotten. Not while a step of this layer recorded by
- * esa_cmd_attend is pending. */
+ * regenerated answer, or the next turn of a chat. The tokens kept are unchanged; the last
+ * selection is forgotten; pages wholly past len return to their pools (the next step brings
+ * the new local window's pages back to the device if they were moved to host memory). Not
+ * while a step of this layer recorded by esa_cmd_attend is pending. */
 ESA_API esa_status esa_cache_truncate(esa_cache *cache, uint32_t layer, uint32_t len);
 
 /* Save every layer's tokens (keys, values, compressed keys) and compression matrices to a
@@ -284,7 +326,10 @@ typedef struct esa_step_info {
  * n may exceed the chunk length l_C: the step is then processed as consecutive chunks.
  * Inputs are checked first (ESA_ERROR_NON_FINITE, nothing appended): no NaN or infinity, and
  * fp32 keys and values within the fp16 range (|x| <= 65504), since they are stored as fp16.
- * On any error the layer's cache is unchanged. info may be NULL. */
+ * On any error the layer's cache is unchanged. With a device budget, each chunk first moves
+ * pages between device and host memory (pages.c); ESA_ERROR_OUT_OF_HOST_MEMORY when the host
+ * budget (or the system) has no page left for it: the layer keeps what it held before the
+ * call, and truncating it (or another layer) makes room. info may be NULL. */
 ESA_API esa_status esa_attend(esa_cache *cache, uint32_t layer, uint32_t n, esa_dtype dtype,
                               const void *q, const void *k, const void *v, float *out,
                               esa_step_info *info);
@@ -415,7 +460,10 @@ typedef struct esa_step_buffers {
  *  - before: the writes of q, k, v must be made available to COMPUTE_SHADER / SHADER_READ;
  *  - after: out is written by COMPUTE_SHADER / SHADER_WRITE; barrier before reading it.
  * The library inserts its own barriers between its stages and at the start of each recorded
- * step. The cache's state advances at record time: submit recorded steps in record order,
+ * step. A cache with a device budget also records copies (vkCmdCopyBuffer) of whole pages
+ * between device and host memory, of this or another layer, and page-table updates
+ * (vkCmdUpdateBuffer), in transfer stages, before the step's dispatches; they fail (with
+ * nothing recorded) by ESA_ERROR_OUT_OF_HOST_MEMORY as esa_attend does. The cache's state advances at record time: submit recorded steps in record order,
  * exactly once, and do not let them run concurrently with esa_attend on the same cache.
  * The caller's buffers must stay alive until the command buffer completes.
  * The call binds its own compute pipelines and push constants (its own pipeline layout):

@@ -1,14 +1,16 @@
 #version 450
-// append.comp - stores a step's new keys and values in the fp16 cache and its queries as fp32.
-// One invocation per element pair of one token (gl_WorkGroupID.y); inputs are f32 or f16.
+// append.comp - stores a step's new keys and values in the fp16 cache pages and its queries as
+// fp32. One invocation per element pair of one token (gl_WorkGroupID.y); inputs are f32 or
+// f16. The cache is reached through the layer's page table (pages.glsl).
 #include "common.glsl"
+#include "pages.glsl"
 
 layout(local_size_x_id = 0) in;
 
 layout(push_constant) uniform PC {
     U32Buf q_in; U32Buf k_in; U32Buf v_in;
-    F32Buf q_out; U32Buf k_cache; U32Buf v_cache;
-    uint n, hd, gd, pos, in_f16, pad0, pad1, pad2;
+    F32Buf q_out; UV2Buf pages;
+    uint n, hd, gd, pos, in_f16, page_shift, v_off, pad0;
 } pc;
 
 vec2 load_pair(U32Buf b, uint pair)
@@ -31,8 +33,8 @@ void main()
     }
     if (i < pc.gd / 2u) {
         uint src = t * (pc.gd / 2u) + i;
-        uint dst = (pc.pos + t) * (pc.gd / 2u) + i;
-        pc.k_cache.v[dst] = packHalf2x16(load_pair(pc.k_in, src));
-        pc.v_cache.v[dst] = packHalf2x16(load_pair(pc.v_in, src));
+        uvec2 row = page_row(pc.pages, pc.pos + t, pc.page_shift, pc.gd * 2u);
+        U32Buf(row).v[i] = packHalf2x16(load_pair(pc.k_in, src));
+        U32Buf(addr_add(row, pc.v_off)).v[i] = packHalf2x16(load_pair(pc.v_in, src));
     }
 }

@@ -25,7 +25,9 @@
 // and the output in natural order; a dot product does not depend on the order of its terms.
 //
 // Workgroup (x, y, z) = (split, row tile, KV head). Keys are cache positions: key_first + i,
-// or list[key_first + i]. Keys are rotated at 0 (k_rope_zero: none) or at position -
+// or list[key_first + i]. K/V rows are found through the layer's page table (pages.glsl), or,
+// when `rows` is set (a list part whose rows were gathered first, pages.c), at rows + (key_first
+// + i) * row bytes. Keys are rotated at 0 (k_rope_zero: none) or at position -
 // k_rope_sub: a contiguous part steps each lane's rotation by KL positions a key, recomputed
 // exactly (rope.glsl) every ANCHOR keys; a list part recomputes it for every key. A key is
 // visible to query c iff its cache position <= q_cache_pos0 + c: the causal mask for
@@ -34,6 +36,7 @@
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_shuffle : require
 #include "common.glsl"
+#include "pages.glsl"
 #include "rope.glsl"
 
 layout(local_size_x_id = 0) in;
@@ -45,13 +48,12 @@ layout(constant_id = 5) const uint TD = 1;    // lanes per row: 1 or 8
 layout(constant_id = 6) const uint RPI = 1;   // rows per lane (TD 1) or per cluster (TD 8)
 layout(constant_id = 7) const uint KL = 1;    // key lanes: clusters with their own keys
 
-layout(buffer_reference, std430, buffer_reference_align = 8) buffer UV2Buf { uvec2 v[]; };
 layout(buffer_reference, std430, buffer_reference_align = 16) buffer UV4Buf { uvec4 v[]; };
 
 layout(push_constant) uniform PC {
-    F32Buf q; U32Buf k; U32Buf v; U32Buf list; F32Buf part_o; V2Buf part_ml; V4Buf rope;
+    F32Buf q; UV2Buf pages; uvec2 rows; U32Buf list; F32Buf part_o; V2Buf part_ml; V4Buf rope;
     uint n, n_heads, key_first, key_count, split_len, q_cache_pos0;
-    uint k_rope_zero, k_rope_sub, slot_base, use_list;
+    uint k_rope_zero, k_rope_sub, slot_base, use_list, page_shift, v_off;
 } pc;
 
 const uint NB = D / 8u;                    // blocks per head
@@ -80,16 +82,16 @@ void load_q_block(uint row, uint b, out vec2 p[4])
     }
 }
 
-// A key block in pair order from fp16 words (w = the head's first word, a multiple of 4).
-void load_k_block(uint w, uint b, out vec2 p[4])
+// A key block in pair order from the fp16 head at address kh (16-byte aligned).
+void load_k_block(uvec2 kh, uint b, out vec2 p[4])
 {
     if (neox_block(b)) {
-        uvec2 a = UV2Buf(pc.k).v[(w + 2u * b) / 2u], c = UV2Buf(pc.k).v[(w + RD / 4u + 2u * b) / 2u];
+        uvec2 a = UV2Buf(kh).v[b], c = UV2Buf(kh).v[RD / 8u + b];
         vec2 a0 = unpackHalf2x16(a.x), a1 = unpackHalf2x16(a.y);
         vec2 c0 = unpackHalf2x16(c.x), c1 = unpackHalf2x16(c.y);
         p[0] = vec2(a0.x, c0.x); p[1] = vec2(a0.y, c0.y); p[2] = vec2(a1.x, c1.x); p[3] = vec2(a1.y, c1.y);
     } else {
-        uvec4 a = UV4Buf(pc.k).v[(w + 4u * b) / 4u];
+        uvec4 a = UV4Buf(kh).v[b];
         p[0] = unpackHalf2x16(a.x); p[1] = unpackHalf2x16(a.y);
         p[2] = unpackHalf2x16(a.z); p[3] = unpackHalf2x16(a.w);
     }
@@ -160,16 +162,30 @@ void main()
     // (llvmpipe ends an invocation's loops after 65535 iterations in all: the host keeps the
     // keys of a lane under that, esa_attend_tuning.lane_keys)
     uint nk = 0u;
+    uint row_bytes = n_kv * D * 2u;
+    bool gathered = pc.rows != uvec2(0u);
+    uint page = 0xffffffffu; // the page whose address `base` holds (contiguous parts: few)
+    uvec2 base = uvec2(0u);
     for (uint idx = kbeg + kl; idx < kend; idx += KL, nk++) {
         uint pos = pc.use_list != 0u ? pc.list.v[pc.key_first + idx] : pc.key_first + idx;
-        uint w = (pos * n_kv + g) * (D / 2u);
+        uvec2 kh;
+        if (gathered) {
+            kh = addr_add(pc.rows, (pc.key_first + idx) * row_bytes + g * D * 2u);
+        } else {
+            if (pos >> pc.page_shift != page) {
+                page = pos >> pc.page_shift;
+                base = pc.pages.v[page];
+            }
+            kh = addr_add(base, (pos & ((1u << pc.page_shift) - 1u)) * row_bytes + g * D * 2u);
+        }
+        uvec2 vh = addr_add(kh, pc.v_off);
         // this lane's blocks of the key, rotated
         vec2 kb[NBL][4];
         [[unroll]] for (uint j = 0u; j < NBL; j++) {
             uint b = cl + 8u * j;
             vec2 p[4] = vec2[4](vec2(0.0), vec2(0.0), vec2(0.0), vec2(0.0));
             if (b < NB) {
-                load_k_block(w, b, p);
+                load_k_block(kh, b, p);
                 if (rot && 4u * b < half_rd) {
                     if (!recur || nk % ANCHOR == 0u)
                         rope_cs4(pc.rope, half_rd, 4u * b, pos - pc.k_rope_sub, cs[j]);
@@ -218,7 +234,7 @@ void main()
             uint b = cl + 8u * j;
             uvec4 a = uvec4(0u);
             if (b < NB)
-                a = UV4Buf(pc.v).v[(w + 4u * b) / 4u];
+                a = UV4Buf(vh).v[b];
             vb[j][0] = unpackHalf2x16(a.x); vb[j][1] = unpackHalf2x16(a.y);
             vb[j][2] = unpackHalf2x16(a.z); vb[j][3] = unpackHalf2x16(a.w);
         }

@@ -5,16 +5,18 @@
 // TT tokens: each matrix word loaded serves TT tokens (register tiling; a chunk of 512 keys
 // reads the matrix 64 times instead of 512). The matrix is stored transposed, [cols][rows], so
 // neighbouring invocations read neighbouring words. The tokens' x pass through shared memory
-// in tiles of TILE / TT columns.
+// in tiles of TILE / TT columns. Keys are read from the cache's pages (x_shift != 0: fp16 rows
+// of x_stride halves through the page table x_pages, pages.glsl).
 #include "common.glsl"
+#include "pages.glsl"
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 1) const uint TILE = 2048; // floats of shared memory for x
 layout(constant_id = 2) const uint TT = 8;      // tokens per workgroup
 
 layout(push_constant) uniform PC {
-    U32Buf x; F32Buf mt; U32Buf o;
-    uint n, rows, cols, x_stride, out_stride, x_f16, out_f16, x_row0;
+    U32Buf x; F32Buf mt; U32Buf o; UV2Buf x_pages;
+    uint n, rows, cols, x_stride, out_stride, x_f16, out_f16, x_row0, x_shift, pad;
 } pc;
 
 const uint TC = TILE / TT; // columns per tile
@@ -35,7 +37,9 @@ void main()
             float xv = 0.0;
             if (e < pc.cols) {
                 uint xrow = pc.x_row0 + t0 + t;
-                if (pc.x_f16 != 0u)
+                if (pc.x_shift != 0u)
+                    xv = unpackHalf2x16(U32Buf(page_row(pc.x_pages, xrow, pc.x_shift, pc.x_stride * 2u)).v[e >> 1])[e & 1u];
+                else if (pc.x_f16 != 0u)
                     xv = unpackHalf2x16(pc.x.v[(xrow * pc.x_stride + e) >> 1])[e & 1u];
                 else
                     xv = uintBitsToFloat(pc.x.v[xrow * pc.x_stride + e]);

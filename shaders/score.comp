@@ -9,12 +9,14 @@
 // loaded once per 8*TM keys (lavapipe loads lane by lane: loads, not FMAs, are its cost).
 // DC (d', or G*d with exact scores) is a specialization constant and a multiple of 8: the
 // loops over it unroll and the register arrays are indexed by constants. kc rows are fp16,
-// 16-byte aligned; qc rows f32.
+// 16-byte aligned; qc rows f32. With exact scores the keys are the cache's K rows, read
+// through the layer's page table (page_shift != 0, pages.glsl).
 #extension GL_EXT_control_flow_attributes : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_shuffle : require
 #include "common.glsl"
+#include "pages.glsl"
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 1) const uint DC = 32;  // score dimension, a multiple of 8
@@ -23,8 +25,8 @@ layout(constant_id = 2) const uint TM = 8;   // middle tokens per lane for chunk
 layout(buffer_reference, std430, buffer_reference_align = 16) buffer UV4Buf { uvec4 v[]; };
 
 layout(push_constant) uniform PC {
-    F32Buf qc; U32Buf kc; U32Buf rowmax; F32Buf f;
-    uint n, dc, m0, lm, mode, pad;
+    F32Buf qc; U32Buf kc; U32Buf rowmax; F32Buf f; UV2Buf pages;
+    uint n, dc, m0, lm, mode, page_shift;
 } pc;
 
 const uint NQ = DC / 4u;             // vec4 chunks of a query
@@ -46,8 +48,12 @@ const uint NK = DC / 8u;             // uvec4 words (8 halves) of a key
 
 // The key row of middle token m into kk[2*NK] (zeros when !live).
 #define LOAD_KEY(kk, m, live)                                                                  \
+    uvec2 kr_ = pc.page_shift != 0u && (live) ? page_row(pc.pages, pc.m0 + (m), pc.page_shift, NK * 16u) \
+                                              : uvec2(0u);                                     \
     [[unroll]] for (uint w_ = 0u; w_ < NK; w_++) {                                             \
-        uvec4 a_ = (live) ? UV4Buf(pc.kc).v[(pc.m0 + (m)) * NK + w_] : uvec4(0u);              \
+        uvec4 a_ = !(live)                ? uvec4(0u)                                          \
+                   : pc.page_shift != 0u ? UV4Buf(kr_).v[w_]                                   \
+                                         : UV4Buf(pc.kc).v[(pc.m0 + (m)) * NK + w_];           \
         kk[2u * w_] = vec4(unpackHalf2x16(a_.x), unpackHalf2x16(a_.y));                        \
         kk[2u * w_ + 1u] = vec4(unpackHalf2x16(a_.z), unpackHalf2x16(a_.w));                   \
     }

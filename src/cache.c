@@ -27,7 +27,7 @@ static esa_status resolve_desc(esa_context *ctx, const esa_cache_desc *in, esa_c
                                uint32_t *radius)
 {
     *d = *in;
-    CHECK(reserved_zero(in->reserved, 8), "esa_cache_desc.reserved must be zero");
+    CHECK(reserved_zero(in->reserved, 2), "esa_cache_desc.reserved must be zero");
     CHECK(d->n_layers >= 1 && d->n_layers <= 1024, "n_layers must be 1..1024 (got %u)", d->n_layers);
     CHECK(d->n_heads >= 1 && d->n_heads <= 256, "n_heads must be 1..256 (got %u)", d->n_heads);
     CHECK(d->n_kv_heads >= 1 && d->n_heads % d->n_kv_heads == 0,
@@ -71,6 +71,7 @@ static esa_status resolve_desc(esa_context *ctx, const esa_cache_desc *in, esa_c
     CHECK(d->position_mode == ESA_POSITIONS_EXTRAPOLATE || d->position_mode == ESA_POSITIONS_EXACT,
           "bad position_mode");
     CHECK(d->score_mode == ESA_SCORES_COMPRESSED || d->score_mode == ESA_SCORES_EXACT, "bad score_mode");
+    CHECK(d->kv_read <= ESA_KV_READ_COPY, "bad kv_read (%u)", d->kv_read);
     CHECK(d->max_tokens >= 1, "max_tokens is required");
     CHECK(d->max_tokens <= (1u << 30) / d->n_kv_heads / d->head_dim,
           "max_tokens too large for 32-bit element indices (max_tokens*G*d must be < 2^30)");
@@ -181,8 +182,6 @@ static esa_status alloc_all(esa_cache *c)
     } while (0)
     for (uint32_t l = 0; l < d->n_layers; l++) {
         esa_layer *L = &c->layers[l];
-        ALLOC(&L->k, T * gd * 2, ESA_MEM_DEVICE);
-        ALLOC(&L->v, T * gd * 2, ESA_MEM_DEVICE);
         if (!exact) {
             ALLOC(&L->kc, T * c->dc * 2, ESA_MEM_DEVICE);
             ALLOC(&L->at, hd * c->dc * 4, ESA_MEM_DEVICE);
@@ -225,7 +224,23 @@ static esa_status alloc_all(esa_cache *c)
     ALLOC(&c->download, C * hd * 4, ESA_MEM_READBACK);
     ALLOC(&c->readback, (uint64_t)d->top_k * 4, ESA_MEM_READBACK);
 #undef ALLOC
-    return ESA_SUCCESS;
+    return esa_pages_create(c);
+}
+
+/* Device memory held besides the device pool of pages, for esa_cache_memory_usage. */
+static uint64_t fixed_bytes(const esa_cache *c)
+{
+    uint64_t b = 0;
+    for (uint32_t l = 0; l < c->d.n_layers; l++) {
+        const esa_layer *L = &c->layers[l];
+        b += L->table.alloc_size + L->kc.alloc_size + L->at.alloc_size + L->bt.alloc_size + L->sel.alloc_size;
+    }
+    const esa_buffer *bs[] = {&c->rope, &c->qf[0], &c->qf[1], &c->a_exact, &c->qs, &c->qc, &c->rowmax, &c->f,
+                              &c->keys, &c->topk, &c->blocks, &c->topk_bits, &c->cand, &c->part_o,
+                              &c->part_ml, &c->upload, &c->download, &c->readback, &c->gather};
+    for (size_t i = 0; i < sizeof bs / sizeof bs[0]; i++)
+        b += bs[i]->alloc_size;
+    return b;
 }
 
 /* Exact-score mode: q'_g = sum over heads h of group g of rope_w(q_h), as a matrix A^T [H*d][G*d]. */
@@ -302,6 +317,7 @@ esa_status esa_cache_create(esa_context *ctx, const esa_cache_desc *desc, esa_ca
     }
     if (s == ESA_SUCCESS && d.score_mode == ESA_SCORES_EXACT)
         s = init_exact(c);
+    c->fixed_bytes = fixed_bytes(c);
     if (s != ESA_SUCCESS) {
         esa_cache_destroy(c);
         return s;
@@ -323,7 +339,7 @@ void esa_cache_destroy(esa_cache *c)
     if (c->layers) {
         for (uint32_t l = 0; l < c->d.n_layers; l++) {
             esa_layer *L = &c->layers[l];
-            esa_buffer *bs[] = {&L->k, &L->v, &L->kc, &L->at, &L->bt, &L->sel};
+            esa_buffer *bs[] = {&L->kc, &L->at, &L->bt, &L->sel};
             for (size_t i = 0; i < sizeof bs / sizeof bs[0]; i++)
                 esa_buffer_destroy(ctx, bs[i]);
         }
@@ -339,6 +355,7 @@ void esa_cache_destroy(esa_cache *c)
     for (int v = 0; v < 2; v++)
         if (c->score_pipe[v])
             ctx->vk.vkDestroyPipeline(ctx->device, c->score_pipe[v], NULL);
+    esa_pages_destroy(c);
     esa_free(ctx, c->layers);
     esa_free(ctx, c);
 }
@@ -417,6 +434,7 @@ esa_status esa_cache_clear(esa_cache *c)
     for (uint32_t l = 0; l < c->d.n_layers; l++) {
         c->layers[l].len = 0;
         c->layers[l].n_selected = 0;
+        esa_pages_release(c, l, 0);
     }
     return ESA_SUCCESS;
 }
@@ -437,5 +455,6 @@ esa_status esa_cache_truncate(esa_cache *c, uint32_t layer, uint32_t len)
     L->len = len;
     L->n_selected = 0;
     L->sel_first = 0;
+    esa_pages_release(c, layer, len); /* pages wholly past len; the next step places the rest */
     return ESA_SUCCESS;
 }

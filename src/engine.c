@@ -70,6 +70,5 @@ esa_status esa_cmd_attend(esa_cache *c, VkCommandBuffer cb, uint32_t layer, uint
         memset(info, 0, sizeof *info);
     esa_step_io io = {.q = b->q, .k = b->k, .v = b->v, .out = b->out, .in_f16 = b->dtype == ESA_F16};
     static const enum esa_step_mode modes[] = {ESA_STEP_ESA, ESA_STEP_DENSE, ESA_STEP_WINDOW};
-    esa_record_chunk(c, cb, layer, n, &io, modes[b->attention], info);
-    return ESA_SUCCESS;
+    return esa_record_chunk(c, cb, layer, n, &io, modes[b->attention], info);
 }

@@ -34,6 +34,7 @@ enum esa_pipeline_id {
     ESA_PIPE_ROPE_Q,
     ESA_PIPE_MERGE,
     ESA_PIPE_PROBE,
+    ESA_PIPE_GATHER,
     ESA_PIPE_COUNT
 };
 
@@ -93,7 +94,9 @@ esa_status esa_fail(esa_context *ctx, esa_status status, const char *fmt, ...);
 esa_status esa_vk_fail(esa_context *ctx, VkResult r, const char *what);
 
 /* memory.c */
-enum esa_mem_kind { ESA_MEM_DEVICE, ESA_MEM_UPLOAD, ESA_MEM_READBACK };
+/* HOST: K/V pages in host memory the device reads by address (HOST_VISIBLE, preferably not
+ * DEVICE_LOCAL: system memory on a discrete GPU) */
+enum esa_mem_kind { ESA_MEM_DEVICE, ESA_MEM_UPLOAD, ESA_MEM_READBACK, ESA_MEM_HOST };
 esa_status esa_buffer_create(esa_context *ctx, VkDeviceSize size, enum esa_mem_kind kind,
                              esa_buffer *out);
 void esa_buffer_destroy(esa_context *ctx, esa_buffer *b);
@@ -127,6 +130,8 @@ esa_status esa_score_pipeline(esa_context *ctx, uint32_t dc, uint32_t tm, VkPipe
 uint32_t esa_topk_filter_wg(const esa_context *ctx);
 /* Whether topk_filter.comp scans by lane-owned words (1, CPU drivers) or by subgroup ballots. */
 uint32_t esa_topk_filter_lane_words(const esa_context *ctx);
+/* How steps read K/V in host pages on this device: an esa_kv_read (tuning.c). */
+uint32_t esa_kv_read_for(const esa_context *ctx);
 /* The attend pipeline for one cache shape and tuning. */
 esa_status esa_attend_pipeline(esa_context *ctx, const esa_cache_desc *d,
                                const esa_attend_tuning *t, VkPipeline *out);
@@ -148,9 +153,30 @@ void esa_profile_destroy(esa_context *ctx);
 /* finish a context (shared by create and create_external) */
 esa_status esa_context_init_device_state(esa_context *ctx);
 
+/* pages.c: K/V pages of one kind of memory, carved from slabs (few allocations). A page holds
+ * K [page_tokens][G*d] then V [page_tokens][G*d], fp16. A page handle is its id in the pool,
+ * with ESA_PAGE_HOST set for the host pool; ESA_PAGE_NONE: not allocated. */
+#define ESA_PAGE_HOST 0x80000000u
+#define ESA_PAGE_NONE 0xffffffffu
+typedef struct esa_pool {
+    esa_buffer *slabs;
+    uint32_t n_slabs, cap_slabs;
+    uint32_t pages_per_slab;
+    uint32_t *free_ids;           /* stack of free page ids */
+    uint32_t n_free, cap_free;
+    uint64_t limit;               /* pages this pool may hold */
+    uint64_t total;               /* pages in its slabs */
+    enum esa_mem_kind kind;
+} esa_pool;
+
 /* cache.c / step.c */
 typedef struct esa_layer {
-    esa_buffer k, v, kc;          /* f16 [max_tokens][G*d], [max_tokens][G*d], [max_tokens][d'] */
+    esa_buffer table;             /* uvec2 [max_pages]: each page's device address (pages.c) */
+    uint32_t *page;               /* [max_pages] page handles */
+    uint64_t *addr;               /* [max_pages] the table's contents, as the host keeps it */
+    uint32_t n_pages;             /* pages allocated: they cover tokens [0, n_pages * pt) */
+    uint32_t host_pages;          /* of them, in the host pool */
+    esa_buffer kc;                /* f16 [max_tokens][d'] */
     esa_buffer at, bt;            /* f32 A^T [H*d][d'] (rope_w folded in), B^T [G*d][d'] */
     esa_buffer sel;               /* uint [top_k]: last selection, cache positions */
     uint32_t len;
@@ -187,7 +213,35 @@ struct esa_cache {
     VkPipeline score_pipe[2];     /* [0] one query, [1] chunk */
     uint32_t score_tm;            /* middle tokens per lane of score.comp for chunks */
     esa_attend_tuning attend[2];
+    /* pages.c */
+    esa_pool pool[2];             /* [0] device, [1] host */
+    uint32_t page_tokens, page_shift, max_pages;
+    uint64_t page_bytes;          /* K and V of page_tokens tokens */
+    uint64_t fixed_bytes;         /* device memory besides the device pool's slabs */
+    uint32_t kv_read;             /* esa_kv_read, resolved */
+    esa_buffer gather;            /* COPY reads: f16 K [top_k][G*d] then V [top_k][G*d] */
 };
+
+/* pages.c */
+/* Resolve the page size and budgets of c->d, allocate the page tables and the device pool
+ * (ESA_ERROR_INVALID_ARGUMENT when the budget is below the minimum). */
+esa_status esa_pages_create(esa_cache *c);
+void esa_pages_destroy(esa_cache *c);
+/* Before a step of n tokens at P cached: pages for tokens [0, P + n), those of the initial,
+ * local and current tokens on the device (evicting other middle pages to host memory by copy,
+ * or bringing them back), recorded into cb with a barrier after, or nothing recorded. Fails
+ * only before recording anything (ESA_ERROR_OUT_OF_HOST_MEMORY when host pages run out). */
+esa_status esa_pages_place(esa_cache *c, VkCommandBuffer cb, uint32_t layer, uint32_t P, uint32_t n);
+/* Give back a layer's pages past its first len tokens. */
+void esa_pages_release(esa_cache *c, uint32_t layer, uint32_t len);
+/* Record copies of n bytes between the layer's logical K (which 0) or V (1) array, [tokens]
+ * [G*d] fp16, from byte off, and buf at buf_off: into the pages when to_pages, else out. The
+ * pages must exist. */
+void esa_pages_record_copy(esa_cache *c, VkCommandBuffer cb, uint32_t layer, int which, uint64_t off,
+                           const esa_buffer *buf, VkDeviceSize buf_off, uint64_t n, int to_pages);
+/* The same as one waited submission, with a barrier on each side. */
+esa_status esa_pages_copy_wait(esa_cache *c, uint32_t layer, int which, uint64_t off,
+                               const esa_buffer *buf, VkDeviceSize buf_off, uint64_t n, int to_pages);
 
 /* The device addresses one step reads and writes (engine level and simple level alike). */
 typedef struct esa_step_io {
@@ -198,9 +252,10 @@ typedef struct esa_step_io {
 /* What a chunk does: an ESA step, a dense step, or only append its keys and values. */
 enum esa_step_mode { ESA_STEP_ESA, ESA_STEP_DENSE, ESA_STEP_WINDOW, ESA_STEP_APPEND };
 
-/* step.c: record one chunk (n <= chunk) of one layer; updates the layer's length. */
-void esa_record_chunk(esa_cache *cache, VkCommandBuffer cb, uint32_t layer, uint32_t n,
-                      const esa_step_io *io, enum esa_step_mode mode, esa_step_info *info);
+/* step.c: record one chunk (n <= chunk) of one layer; updates the layer's length. Fails
+ * (ESA_ERROR_OUT_OF_HOST_MEMORY: no host page) only before recording anything. */
+esa_status esa_record_chunk(esa_cache *cache, VkCommandBuffer cb, uint32_t layer, uint32_t n,
+                            const esa_step_io *io, enum esa_step_mode mode, esa_step_info *info);
 
 /* The stages esa_record_chunk is made of, also recorded alone by stage_debug.c. Each records
  * its dispatches with a barrier after each, except esa_record_compress (no barrier). */
@@ -222,6 +277,7 @@ void esa_record_topk(esa_cache *cache, VkCommandBuffer cb, uint32_t lm, uint32_t
 #define ESA_MAX_SEGMENTS 4u /* a chunk's partial slots hold 4 parts (cache.c) */
 typedef struct esa_segment {
     uint32_t first, count, use_list;
+    uint32_t gathered;            /* a list part whose rows are in cache->gather, in list order */
     uint32_t q_rope_pos0, q_rope_step, k_rope_zero, k_rope_sub;
 } esa_segment;
 /* The parts (split-K over workgroups) and their merge into out[n][H][d]: queries from

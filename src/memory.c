@@ -1,7 +1,8 @@
 /* memory.c - buffers with their own memory, reached by device address.
  *
  * DEVICE buffers prefer DEVICE_LOCAL memory; UPLOAD buffers are HOST_VISIBLE (write-combined is
- * fine); READBACK buffers prefer HOST_CACHED for fast reads. Shaders read and write host-visible
+ * fine); READBACK buffers prefer HOST_CACHED for fast reads; HOST buffers (K/V pages beyond the
+ * device budget) prefer HOST_VISIBLE memory that is not DEVICE_LOCAL. Shaders read and write host-visible
  * buffers directly (no staging copies): the per-step inputs and outputs are small. */
 #include "internal.h"
 
@@ -53,6 +54,14 @@ esa_status esa_buffer_create(esa_context *ctx, VkDeviceSize size, enum esa_mem_k
         break;
     case ESA_MEM_UPLOAD:
         t = pick_type(mp, req.memoryTypeBits, hv | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT, 0);
+        if (t < 0)
+            t = pick_type(mp, req.memoryTypeBits, hv, 0);
+        break;
+    case ESA_MEM_HOST:
+        t = pick_type(mp, req.memoryTypeBits, hv | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT,
+                      VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT);
+        if (t < 0)
+            t = pick_type(mp, req.memoryTypeBits, hv | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT, 0);
         if (t < 0)
             t = pick_type(mp, req.memoryTypeBits, hv, 0);
         break;

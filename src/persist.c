@@ -135,8 +135,10 @@ static esa_status check_header(const esa_cache *c, const uint8_t *h, const char 
 /* ---- arrays of a layer ------------------------------------------------------------------ */
 
 typedef struct array {
-    esa_buffer *buf;
+    esa_buffer *buf;              /* NULL: the layer's K (which 0) or V (1) pages */
     uint64_t bytes;
+    uint32_t layer;
+    int which;
 } array;
 
 /* The arrays of layer l's section, given its length and whether its matrices are stored. */
@@ -146,13 +148,13 @@ static uint32_t layer_arrays(const esa_cache *c, uint32_t l, uint32_t len, int m
     esa_layer *L = &c->layers[l];
     uint64_t gd = (uint64_t)d->n_kv_heads * d->head_dim, hd = (uint64_t)d->n_heads * d->head_dim;
     uint32_t n = 0;
-    a[n++] = (array){&L->k, len * gd * 2};
-    a[n++] = (array){&L->v, len * gd * 2};
+    a[n++] = (array){NULL, len * gd * 2, l, 0};
+    a[n++] = (array){NULL, len * gd * 2, l, 1};
     if (d->score_mode == ESA_SCORES_COMPRESSED) {
-        a[n++] = (array){&L->kc, (uint64_t)len * c->dc * 2};
+        a[n++] = (array){&L->kc, (uint64_t)len * c->dc * 2, l, 0};
         if (matrices) {
-            a[n++] = (array){&L->at, hd * c->dc * 4};
-            a[n++] = (array){&L->bt, gd * c->dc * 4};
+            a[n++] = (array){&L->at, hd * c->dc * 4, l, 0};
+            a[n++] = (array){&L->bt, gd * c->dc * 4, l, 0};
         }
     }
     return n;
@@ -161,6 +163,7 @@ static uint32_t layer_arrays(const esa_cache *c, uint32_t l, uint32_t len, int m
 /* ---- files ------------------------------------------------------------------------------ */
 
 typedef struct io {
+    esa_cache *cache;
     esa_context *ctx;
     FILE *f;
     const char *path;
@@ -194,7 +197,8 @@ static esa_status save_array(io *o, const array *a, uint64_t *h)
 {
     for (uint64_t off = 0; off < a->bytes;) {
         uint64_t n = a->bytes - off < STAGING_BYTES ? a->bytes - off : STAGING_BYTES;
-        esa_status s = esa_copy_wait(o->ctx, a->buf, off, &o->staging, 0, n);
+        esa_status s = a->buf ? esa_copy_wait(o->ctx, a->buf, off, &o->staging, 0, n)
+                              : esa_pages_copy_wait(o->cache, a->layer, a->which, off, &o->staging, 0, n, 0);
         if (s != ESA_SUCCESS)
             return s;
         esa_buffer_invalidate(o->ctx, &o->staging);
@@ -218,12 +222,29 @@ static esa_status load_array(io *o, const array *a, uint64_t *h, int upload)
         if (upload) {
             memcpy(o->staging.map, o->host, (size_t)n);
             esa_buffer_flush(o->ctx, &o->staging);
-            if ((s = esa_copy_wait(o->ctx, &o->staging, 0, a->buf, off, n)) != ESA_SUCCESS)
+            s = a->buf ? esa_copy_wait(o->ctx, &o->staging, 0, a->buf, off, n)
+                       : esa_pages_copy_wait(o->cache, a->layer, a->which, off, &o->staging, 0, n, 1);
+            if (s != ESA_SUCCESS)
                 return s;
         }
         off += n;
     }
     return ESA_SUCCESS;
+}
+
+/* The pages of a layer about to receive len tokens: its old ones given back, the initial and
+ * local ones on the device, the rest where the budget puts them. */
+static esa_status make_pages(esa_cache *c, uint32_t l, uint32_t len)
+{
+    c->layers[l].len = 0;
+    esa_pages_release(c, l, 0);
+    VkCommandBuffer cb;
+    esa_status s = esa_begin(c->ctx, &cb);
+    if (s != ESA_SUCCESS)
+        return s;
+    s = esa_pages_place(c, cb, l, len, 0);
+    esa_status w = esa_submit_wait(c->ctx);
+    return s != ESA_SUCCESS ? s : w;
 }
 
 static esa_status save_to(esa_cache *c, io *o)
@@ -276,6 +297,8 @@ static esa_status load_pass(esa_cache *c, io *o, int upload, uint32_t *lens, int
         }
         lens[l] = len;
         mats[l] = (int)m;
+        if (upload && (s = make_pages(c, l, len)) != ESA_SUCCESS)
+            break;
         uint64_t h = hash_words(HASH_SEED, sec, sizeof sec);
         array a[5];
         uint32_t na = layer_arrays(c, l, len, (int)m, a);
@@ -305,7 +328,7 @@ static void close_io(io *o)
 /* On failure nothing is left open (close_io is still safe to call). */
 static esa_status open_io(esa_cache *c, const char *path, const char *mode, enum esa_mem_kind kind, io *o)
 {
-    *o = (io){.ctx = c->ctx, .path = path};
+    *o = (io){.cache = c, .ctx = c->ctx, .path = path};
     errno = 0;
     o->f = fopen(path, mode);
     if (!o->f)
@@ -381,9 +404,8 @@ esa_status esa_cache_load(esa_cache *c, const char *path)
                 L->ready = s == ESA_SUCCESS;
         }
         if (s != ESA_SUCCESS) {
-            char why[sizeof c->ctx->last_error];
-            memcpy(why, c->ctx->last_error, sizeof why);
-            esa_fail(c->ctx, s, "loading %s failed after it was verified: the cache is now empty (%s)", path, why);
+            esa_fail(c->ctx, s, "loading %s failed after it was verified: the cache is now empty (%s)", path,
+                     c->ctx->last_error);
         }
     }
     close_io(&o);

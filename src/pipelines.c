@@ -23,6 +23,7 @@ static const shader_entry shaders[ESA_PIPE_COUNT] = {
     [ESA_PIPE_ROPE_Q] = {esa_shader_rope_q_spv, &esa_shader_rope_q_spv_size},
     [ESA_PIPE_MERGE] = {esa_shader_merge_spv, &esa_shader_merge_spv_size},
     [ESA_PIPE_PROBE] = {esa_shader_probe_read_spv, &esa_shader_probe_read_spv_size},
+    [ESA_PIPE_GATHER] = {esa_shader_gather_spv, &esa_shader_gather_spv_size},
 };
 
 static esa_status make_module(esa_context *ctx, const uint32_t *code, size_t size,

@@ -11,19 +11,20 @@
 typedef struct esa_pc_append { /* shaders/append.comp */
     uint64_t q_in, k_in, v_in;  /* [n][H*d], [n][G*d], [n][G*d] in f32 or f16 */
     uint64_t q_out;             /* f32 [n][H*d] */
-    uint64_t k_cache, v_cache;  /* f16 [*][G*d] */
+    uint64_t pages;             /* the layer's page table (pages.glsl) */
     uint32_t n, hd, gd, pos;    /* tokens, H*d, G*d, first cache position */
-    uint32_t in_f16, pad[3];
+    uint32_t in_f16, page_shift, v_off, pad; /* v_off: bytes from a page's K rows to its V rows */
 } esa_pc_append;
-_Static_assert(sizeof(esa_pc_append) == 80, "append push constants");
+_Static_assert(sizeof(esa_pc_append) == 72, "append push constants");
 
 typedef struct esa_pc_compress { /* shaders/compress.comp */
     uint64_t x;                 /* [n][x_stride] f32 or f16 */
     uint64_t mt;                /* f32 [cols][rows]: the matrix, transposed */
     uint64_t out;               /* [n][out_stride] f32 or f16 */
-    uint32_t n, rows, cols, x_stride, out_stride, x_f16, out_f16, x_row0;
+    uint64_t x_pages;           /* x_shift != 0: x is the cache's K, through this page table */
+    uint32_t n, rows, cols, x_stride, out_stride, x_f16, out_f16, x_row0, x_shift, pad;
 } esa_pc_compress;
-_Static_assert(sizeof(esa_pc_compress) == 56, "compress push constants");
+_Static_assert(sizeof(esa_pc_compress) == 72, "compress push constants");
 #define ESA_COMPRESS_TOKENS 8u /* tokens per workgroup of compress.comp (its TT) */
 
 typedef struct esa_pc_score { /* shaders/score.comp */
@@ -31,9 +32,10 @@ typedef struct esa_pc_score { /* shaders/score.comp */
     uint64_t kc;                /* f16 [*][dc] */
     uint64_t rowmax;            /* uint [n] order keys */
     uint64_t f;                 /* f32 [lm] */
-    uint32_t n, dc, m0, lm, mode, pad;
+    uint64_t pages;             /* page_shift != 0: the keys are K rows through this page table */
+    uint32_t n, dc, m0, lm, mode, page_shift;
 } esa_pc_score;
-_Static_assert(sizeof(esa_pc_score) == 56, "score push constants");
+_Static_assert(sizeof(esa_pc_score) == 64, "score push constants");
 
 typedef struct esa_pc_proximity { /* shaders/proximity.comp */
     uint64_t f;                 /* f32 [lm] */
@@ -83,15 +85,25 @@ _Static_assert(sizeof(esa_pc_rope_q) == 72, "rope_q push constants");
 
 typedef struct esa_pc_attend { /* shaders/attend.comp */
     uint64_t q;                 /* f32 [n][H][d], rotated and prescaled (rope_q.comp) */
-    uint64_t k, v;              /* f16 [*][G][d] */
+    uint64_t pages;             /* the layer's page table: f16 K, V [*][G][d] (pages.glsl) */
+    uint64_t rows;              /* nonzero: K [*][G][d] of list entries, gathered (V at v_off) */
     uint64_t list;              /* uint cache positions (when use_list) */
     uint64_t part_o;            /* f32 [slots][n*H][d] */
     uint64_t part_ml;           /* vec2 [slots][n*H] (max, sum) */
     uint64_t rope;              /* vec2 [3][256][rope_dims/2] (rope.glsl) */
     uint32_t n, n_heads, key_first, key_count, split_len, q_cache_pos0;
     uint32_t k_rope_zero, k_rope_sub, slot_base, use_list;
+    uint32_t page_shift, v_off; /* v_off: bytes from a K row to its V row */
 } esa_pc_attend;
-_Static_assert(sizeof(esa_pc_attend) == 96, "attend push constants");
+_Static_assert(sizeof(esa_pc_attend) == 104, "attend push constants");
+
+typedef struct esa_pc_gather { /* shaders/gather.comp */
+    uint64_t pages;             /* the layer's page table */
+    uint64_t list;              /* uint [count] cache positions */
+    uint64_t out;               /* f16 K [count][G*d] then V at out + v_out */
+    uint32_t count, row_bytes, page_shift, v_off, v_out, pad;
+} esa_pc_gather;
+_Static_assert(sizeof(esa_pc_gather) == 48, "gather push constants");
 
 typedef struct esa_pc_merge { /* shaders/merge.comp */
     uint64_t part_o, part_ml, out;

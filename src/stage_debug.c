@@ -64,6 +64,22 @@ static void put(run *r, const void *src, uint64_t bytes, const esa_buffer *dst, 
         memcpy(p, src, (size_t)bytes);
 }
 
+/* The same into layer 0's logical K (which 0) or V (1) array from byte off, through its pages
+ * (made first, on the device for a cache without a budget). */
+static esa_status put_pages(run *r, esa_cache *c, const void *src, uint64_t bytes, int which, uint64_t off)
+{
+    if (!bytes)
+        return ESA_SUCCESS;
+    uint64_t row = (uint64_t)c->d.n_kv_heads * c->d.head_dim * 2;
+    esa_status s = esa_pages_place(c, r->cb, 0, 0, (uint32_t)((off + bytes + row - 1) / row));
+    if (s != ESA_SUCCESS)
+        return s;
+    memcpy((uint8_t *)r->up.map + r->up_at, src, (size_t)bytes);
+    esa_pages_record_copy(c, r->cb, 0, which, off, &r->up, r->up_at, bytes, 1);
+    r->up_at += pad16(bytes);
+    return ESA_SUCCESS;
+}
+
 /* Record a copy of bytes from src at src_off to the read-back; returns where they will be. */
 static const void *get(run *r, const esa_buffer *src, VkDeviceSize src_off, uint64_t bytes)
 {
@@ -168,7 +184,7 @@ esa_status esa_debug_scores(esa_cache *c, const float *qc, uint32_t n, const uin
     CHECK(n >= 1 && n <= c->d.chunk, "n must be 1..chunk (got %u)", n);
     CHECK(lm >= 1 && (uint64_t)m0 + lm <= c->d.max_tokens, "need 1 <= lm and m0 + lm <= max_tokens");
     esa_layer *L = &c->layers[0];
-    const esa_buffer *kbuf = c->d.score_mode == ESA_SCORES_EXACT ? &L->k : &L->kc;
+    int exact = c->d.score_mode == ESA_SCORES_EXACT;
     uint32_t dc = c->dc;
     uint64_t q_bytes = (uint64_t)n * dc * 4, k_bytes = (uint64_t)lm * dc * 2, f_bytes = (uint64_t)lm * 4;
     run r;
@@ -176,12 +192,21 @@ esa_status esa_debug_scores(esa_cache *c, const float *qc, uint32_t n, const uin
     if (s != ESA_SUCCESS)
         return s;
     put(&r, qc, q_bytes, &c->qc, 0);
-    put(&r, kc, k_bytes, kbuf, (VkDeviceSize)m0 * dc * 2);
+    if (exact)
+        s = put_pages(&r, c, kc, k_bytes, 0, (uint64_t)m0 * dc * 2); /* dc = G*d: K rows */
+    else
+        put(&r, kc, k_bytes, &L->kc, (VkDeviceSize)m0 * dc * 2);
+    if (s != ESA_SUCCESS) {
+        esa_submit_wait(ctx); /* ends the command buffer */
+        run_free(&r);
+        return s;
+    }
     ctx->vk.vkCmdFillBuffer(r.cb, c->rowmax.buffer, 0, VK_WHOLE_SIZE, 0);
     esa_cmd_barrier(ctx, r.cb);
     esa_pc_score sc = {
-        .qc = c->qc.address, .kc = kbuf->address, .rowmax = c->rowmax.address,
-        .f = c->f.address, .n = n, .dc = dc, .m0 = m0, .lm = lm,
+        .qc = c->qc.address, .kc = exact ? 0 : L->kc.address, .pages = exact ? L->table.address : 0,
+        .rowmax = c->rowmax.address, .f = c->f.address, .n = n, .dc = dc, .m0 = m0, .lm = lm,
+        .page_shift = exact ? c->page_shift : 0,
     };
     esa_record_scores(c, r.cb, &sc);
     s = run_finish(&r, &c->f, f, f_bytes);
@@ -282,8 +307,15 @@ esa_status esa_debug_attend(esa_cache *c, const float *q, uint32_t n, uint32_t q
     s = run_begin(&r, ctx, pad16(q_bytes) + 2 * pad16(kv_bytes) + pad16(l_bytes), pad16(q_bytes));
     if (s == ESA_SUCCESS) {
         put(&r, q, q_bytes, &c->qs, 0);
-        put(&r, k, kv_bytes, &L->k, 0);
-        put(&r, v, kv_bytes, &L->v, 0);
+        s = put_pages(&r, c, k, kv_bytes, 0, 0);
+        if (s == ESA_SUCCESS)
+            s = put_pages(&r, c, v, kv_bytes, 1, 0);
+        if (s != ESA_SUCCESS) {
+            esa_submit_wait(ctx);
+            run_free(&r);
+            esa_buffer_destroy(ctx, &ob);
+            return s;
+        }
         put(&r, list, l_bytes, &L->sel, 0);
         esa_cmd_barrier(ctx, r.cb);
         uint32_t used = esa_record_attention(c, r.cb, L, n, q_cache_pos0, sg, nseg, ob.address);

@@ -39,11 +39,13 @@ const char *esa_status_string(esa_status status)
 
 esa_status esa_fail(esa_context *ctx, esa_status status, const char *fmt, ...)
 {
-    if (ctx) {
+    if (ctx) { /* through a copy: the arguments may include the previous message */
+        char msg[sizeof ctx->last_error];
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(ctx->last_error, sizeof ctx->last_error, fmt, ap);
+        vsnprintf(msg, sizeof msg, fmt, ap);
         va_end(ap);
+        memcpy(ctx->last_error, msg, sizeof msg);
     }
     return status;
 }

@@ -104,8 +104,9 @@ static void record_select(esa_cache *c, VkCommandBuffer cb, esa_layer *L, uint32
     esa_cmd_barrier(ctx, cb);
     esa_cmd_stamp(ctx, cb, ESA_STAGE_COMPRESS);
     esa_pc_score sc = {
-        .qc = c->qc.address, .kc = exact ? L->k.address : L->kc.address,
+        .qc = c->qc.address, .kc = exact ? 0 : L->kc.address, .pages = exact ? L->table.address : 0,
         .rowmax = c->rowmax.address, .f = c->f.address, .n = n, .dc = c->dc, .m0 = nI, .lm = lm,
+        .page_shift = exact ? c->page_shift : 0,
     };
     esa_record_scores(c, cb, &sc);
     esa_cmd_stamp(ctx, cb, ESA_STAGE_SCORE);
@@ -188,10 +189,12 @@ uint32_t esa_record_attention(esa_cache *c, VkCommandBuffer cb, esa_layer *L, ui
     uint32_t split_len = plan_splits(c, t, seg, nseg, n, qtiles * d->n_kv_heads);
     uint32_t frame[ESA_MAX_SEGMENTS];
     record_frames(c, cb, n, seg, nseg, frame);
+    uint32_t row = d->n_kv_heads * d->head_dim * 2;
     esa_pc_attend pa = {
-        .k = L->k.address, .v = L->v.address, .list = L->sel.address,
+        .pages = L->table.address, .list = L->sel.address,
         .part_o = c->part_o.address, .part_ml = c->part_ml.address, .rope = c->rope.address,
         .n = n, .n_heads = d->n_heads, .split_len = split_len, .q_cache_pos0 = P,
+        .page_shift = c->page_shift,
     };
     uint32_t slot = 0;
     for (uint32_t i = 0; i < nseg; i++) {
@@ -204,6 +207,8 @@ uint32_t esa_record_attention(esa_cache *c, VkCommandBuffer cb, esa_layer *L, ui
         pa.k_rope_zero = seg[i].k_rope_zero;
         pa.k_rope_sub = seg[i].k_rope_sub;
         pa.slot_base = slot;
+        pa.rows = seg[i].gathered ? c->gather.address : 0;
+        pa.v_off = seg[i].gathered ? d->top_k * row : c->page_tokens * row;
         uint32_t splits = esa_div_up(seg[i].count, split_len);
         esa_cmd_push(ctx, cb, c->attend_pipe[v], &pa, sizeof pa);
         ctx->vk.vkCmdDispatch(cb, splits, qtiles, d->n_kv_heads);
@@ -222,8 +227,22 @@ uint32_t esa_record_attention(esa_cache *c, VkCommandBuffer cb, esa_layer *L, ui
     return slot;
 }
 
-void esa_record_chunk(esa_cache *c, VkCommandBuffer cb, uint32_t layer, uint32_t n,
-                      const esa_step_io *io, enum esa_step_mode mode, esa_step_info *info)
+/* COPY reads (pages.c): the selected rows, from wherever their pages are, into c->gather. */
+static void record_gather(esa_cache *c, VkCommandBuffer cb, esa_layer *L, uint32_t count)
+{
+    uint32_t row = c->d.n_kv_heads * c->d.head_dim * 2;
+    esa_pc_gather pg = {
+        .pages = L->table.address, .list = L->sel.address, .out = c->gather.address,
+        .count = count, .row_bytes = row, .page_shift = c->page_shift,
+        .v_off = c->page_tokens * row, .v_out = c->d.top_k * row,
+    };
+    uint64_t words = (uint64_t)count * 2 * (row / 16);
+    dispatch(c, cb, ESA_PIPE_GATHER, &pg, sizeof pg,
+             (uint32_t)esa_min_u32(esa_div_up((uint32_t)words, c->ctx->wg_size), 65535u), 1);
+}
+
+esa_status esa_record_chunk(esa_cache *c, VkCommandBuffer cb, uint32_t layer, uint32_t n,
+                            const esa_step_io *io, enum esa_step_mode mode, esa_step_info *info)
 {
     esa_context *ctx = c->ctx;
     const esa_cache_desc *d = &c->d;
@@ -239,20 +258,25 @@ void esa_record_chunk(esa_cache *c, VkCommandBuffer cb, uint32_t layer, uint32_t
     int dense = mode == ESA_STEP_DENSE || (uint64_t)P + n <= dense_up_to;
     int select = !dense && !window && lm > d->top_k;
 
+    /* pages for the new tokens, and the initial and local ones on the device: the one part
+     * that can fail (host memory), so it comes before anything else is recorded */
+    esa_status s = esa_pages_place(c, cb, layer, P, n);
+    if (s != ESA_SUCCESS)
+        return s;
     esa_cmd_barrier(ctx, cb); /* the scratch may still be in use by the previous step */
     esa_pc_append pa = {
         .q_in = io->q, .k_in = io->k, .v_in = io->v, .q_out = c->qs.address,
-        .k_cache = L->k.address, .v_cache = L->v.address, .n = n, .hd = append_only ? 0 : hd,
-        .gd = gd, .pos = P,
-        .in_f16 = (uint32_t)io->in_f16,
+        .pages = L->table.address, .n = n, .hd = append_only ? 0 : hd, .gd = gd, .pos = P,
+        .in_f16 = (uint32_t)io->in_f16, .page_shift = c->page_shift, .v_off = c->page_tokens * gd * 2,
     };
     dispatch(c, cb, ESA_PIPE_APPEND, &pa, sizeof pa, esa_div_up(esa_max_u32(hd, gd) / 2, ctx->wg_size), n);
     esa_cmd_stamp(ctx, cb, ESA_STAGE_APPEND);
     if (d->score_mode == ESA_SCORES_COMPRESSED) {
         esa_pc_compress ck = {
-            .x = L->k.address + (VkDeviceAddress)P * gd * 2, .mt = L->bt.address,
+            .x_pages = L->table.address, .mt = L->bt.address,
             .out = L->kc.address + (VkDeviceAddress)P * c->dc * 2, .n = n, .rows = c->dc,
-            .cols = gd, .x_stride = gd, .out_stride = c->dc, .x_f16 = 1, .out_f16 = 1,
+            .cols = gd, .x_stride = gd, .out_stride = c->dc, .x_f16 = 1, .out_f16 = 1, .x_row0 = P,
+            .x_shift = c->page_shift,
         };
         esa_record_compress(c, cb, &ck);
         esa_cmd_barrier(ctx, cb);
@@ -262,10 +286,15 @@ void esa_record_chunk(esa_cache *c, VkCommandBuffer cb, uint32_t layer, uint32_t
         L->len = P + n;
         L->n_selected = 0;
         L->sel_first = 0;
-        return;
+        return ESA_SUCCESS;
     }
-    if (select)
+    int gathered = 0;
+    if (select) {
         record_select(c, cb, L, n, nI, lm);
+        gathered = c->kv_read == ESA_KV_READ_COPY && L->host_pages > 0 && c->gather.buffer;
+        if (gathered)
+            record_gather(c, cb, L, d->top_k);
+    }
 
     esa_segment seg[3];
     uint32_t nseg = 0;
@@ -282,6 +311,7 @@ void esa_record_chunk(esa_cache *c, VkCommandBuffer cb, uint32_t layer, uint32_t
             g.first = 0;
             g.count = d->top_k;
             g.use_list = 1;
+            g.gathered = (uint32_t)gathered;
         } else {
             g.first = nI;
             g.count = window ? 0 : lm;
@@ -306,6 +336,7 @@ void esa_record_chunk(esa_cache *c, VkCommandBuffer cb, uint32_t layer, uint32_t
         info->n_selected = L->n_selected;
         info->n_chunks++;
     }
+    return ESA_SUCCESS;
 }
 
 /* ----------------------------------------------------------------------------------------- */
@@ -381,13 +412,16 @@ static esa_status attend(esa_cache *c, uint32_t layer, uint32_t n, esa_dtype dty
         VkCommandBuffer cb;
         esa_status s = esa_begin(ctx, &cb);
         if (s == ESA_SUCCESS) {
-            esa_record_chunk(c, cb, layer, m, &io, mode, info);
-            s = esa_submit_wait(ctx);
+            s = esa_record_chunk(c, cb, layer, m, &io, mode, info);
+            esa_status w = esa_submit_wait(ctx); /* also when nothing was recorded: ends the buffer */
+            if (s == ESA_SUCCESS)
+                s = w;
         }
         if (s != ESA_SUCCESS) {
             L->len = len0; /* the cache holds no partial step */
             L->n_selected = sel0;
             L->sel_first = first0;
+            esa_pages_release(c, layer, len0); /* nor the pages of its earlier chunks */
             return s;
         }
         if (hd) {

@@ -63,3 +63,13 @@ uint32_t esa_topk_filter_lane_words(const esa_context *ctx)
      * lavapipe, README); GPUs: the subgroup reads neighbours together (coalesced) */
     return ctx->info.type == ESA_DEVICE_CPU ? 1u : 0u;
 }
+
+uint32_t esa_kv_read_for(const esa_context *ctx)
+{
+    /* where the device and the host share memory a host page is as near as a device page:
+     * read it in place; a discrete GPU reads host pages over the bus, so the selected rows are
+     * gathered once and attended from device memory (a prefill chunk reads each key once per
+     * row tile). esa-bench --kv-read compares them; not yet measured on a discrete GPU. */
+    return ctx->info.type == ESA_DEVICE_DISCRETE || ctx->info.type == ESA_DEVICE_OTHER ? ESA_KV_READ_COPY
+                                                                                       : ESA_KV_READ_DIRECT;
+}

@@ -59,6 +59,7 @@
     X(vkCmdDispatchIndirect)                                                                   \
     X(vkCmdPipelineBarrier)                                                                    \
     X(vkCmdFillBuffer)                                                                         \
+    X(vkCmdUpdateBuffer)                                                                       \
     X(vkCreateQueryPool)                                                                       \
     X(vkDestroyQueryPool)                                                                      \
     X(vkCmdResetQueryPool)                                                                     \

@@ -70,6 +70,22 @@ static int harness_finish(esa_context *ctx, const char *name)
     return 0;
 }
 
+/* A cache of desc, or NULL after a failure; with a (not NULL) and compressed scores, every
+ * layer's matrices are set from a [n_layers][d' x H*d] and b [n_layers][d' x G*d]. */
+static inline esa_cache *harness_cache(esa_context *ctx, esa_cache_desc d, const float *a, const float *b)
+{
+    esa_cache *c = NULL;
+    esa_status s = esa_cache_create(ctx, &d, &c);
+    EXPECT(s == ESA_SUCCESS, "esa_cache_create: %s: %s", esa_status_string(s), esa_context_last_error(ctx));
+    if (!c || !a || d.score_mode != ESA_SCORES_COMPRESSED)
+        return c;
+    esa_cache_get_desc(c, &d);
+    size_t na = (size_t)d.compress_dim * d.n_heads * d.head_dim, nb = (size_t)d.compress_dim * d.n_kv_heads * d.head_dim;
+    for (uint32_t l = 0; l < d.n_layers; l++)
+        EXPECT_STATUS(esa_cache_set_compression(c, l, a + l * na, b + l * nb), ESA_SUCCESS);
+    return c;
+}
+
 static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
 static void rng_seed(uint64_t s) { g_rng = s * 0x9e3779b97f4a7c15ull + 1; }
 static uint64_t rng_u64(void)

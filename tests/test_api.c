@@ -113,7 +113,18 @@ int main(void)
         b.max_tokens = ESA_MAX_TOKENS + 1;
         bad_desc(ctx, "max_tokens = ESA_MAX_TOKENS + 1", b, ESA_ERROR_INVALID_ARGUMENT);
     }
-    BAD(reserved[3], 1, ESA_ERROR_INVALID_ARGUMENT);
+    BAD(reserved[1], 1, ESA_ERROR_INVALID_ARGUMENT);
+    BAD(page_tokens, 100, ESA_ERROR_INVALID_ARGUMENT);
+    BAD(page_tokens, 8, ESA_ERROR_INVALID_ARGUMENT);
+    BAD(page_tokens, 131072, ESA_ERROR_INVALID_ARGUMENT);
+    BAD(kv_read, 3, ESA_ERROR_INVALID_ARGUMENT);
+    {
+        esa_cache_desc b = good_desc(); /* a budget below the initial + local + current pages */
+        b.max_tokens = 100000;
+        b.n_local = 1024;
+        b.kv_device_budget = 1;
+        bad_desc(ctx, "kv_device_budget = 1", b, ESA_ERROR_INVALID_ARGUMENT);
+    }
     {
         esa_cache_desc b = good_desc(); /* exact scores over G*d = 8192 dims: more than a tile */
         b.n_heads = 64;
@@ -121,15 +132,18 @@ int main(void)
         b.head_dim = 128;
         bad_desc(ctx, "exact scores with G*d = 8192", b, ESA_ERROR_INVALID_ARGUMENT);
     }
-    /* one layer's K larger than any allocation the device allows */
+    /* one page larger than any allocation the device allows */
     {
         esa_cache_desc b = good_desc();
         b.n_heads = 64;
         b.n_kv_heads = 64;
         b.head_dim = 256;
-        b.max_tokens = (uint32_t)((info.max_memory_allocation_size / (64ull * 256 * 2)) + 1);
-        if (b.max_tokens <= (1u << 30) / 64 / 256)
-            bad_desc(ctx, "K beyond maxMemoryAllocationSize", b, ESA_ERROR_LIMIT);
+        b.score_mode = ESA_SCORES_COMPRESSED;
+        b.compress_dim = 128;
+        b.max_tokens = 16384;
+        b.page_tokens = 65536; /* K and V of 65536 tokens * 64 * 256 * 2 bytes: 4 GiB */
+        if (info.max_memory_allocation_size < (4ull << 30))
+            bad_desc(ctx, "a page beyond maxMemoryAllocationSize", b, ESA_ERROR_LIMIT);
     }
 
     /* a compressed cache: steps before the matrices are refused */

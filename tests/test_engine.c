@@ -114,12 +114,19 @@ int main(void)
     EXPECT_STATUS(esa_context_create_external(NULL, &ext_ctx), ESA_ERROR_INVALID_ARGUMENT);
     EXPECT_STATUS(esa_context_create_external(&xd, &ext_ctx), ESA_SUCCESS);
 
-    enum { H = 6, G = 2, D = 64, HD = H * D, GD = G * D, C = 16, STEPS = 9 };
+    enum { H = 6, G = 2, D = 64, HD = H * D, GD = G * D, C = 16, STEPS = 18 };
     esa_cache_desc d = {.n_layers = 1, .n_heads = H, .n_kv_heads = G, .head_dim = D, .n_initial = 4,
                         .n_local = 16, .top_k = 8, .chunk = C, .max_tokens = C * STEPS,
                         .score_mode = ESA_SCORES_EXACT};
     esa_cache *xc = NULL, *sc = NULL;
-    EXPECT_STATUS(esa_cache_create(ext_ctx, &d, &xc), ESA_SUCCESS);
+    /* the engine's cache in pages of 16 tokens, under the smallest device budget (1 initial,
+     * 2 local + current and 1 spare page): its page moves are recorded into the caller's
+     * command buffer too, and the selected rows read by copy */
+    esa_cache_desc xdesc = d;
+    xdesc.page_tokens = 16;
+    xdesc.kv_device_budget = 4ull * 16 * GD * 2 * 2;
+    xdesc.kv_read = ESA_KV_READ_COPY;
+    EXPECT_STATUS(esa_cache_create(ext_ctx, &xdesc, &xc), ESA_SUCCESS);
     EXPECT_STATUS(esa_cache_create(simple, &d, &sc), ESA_SUCCESS);
     buf bq, bk, bv, bo;
     EXPECT(make_buf(pd, dev, C * HD * 4, &bq) && make_buf(pd, dev, C * GD * 4, &bk) &&
@@ -143,8 +150,10 @@ int main(void)
     EXPECT_STATUS(esa_cmd_attend(xc, cb, 0, 1, &bad_sb, NULL), ESA_ERROR_INVALID_ARGUMENT);
     rng_seed(5);
     static float q[C * HD], k[C * GD], v[C * GD], o_simple[C * HD];
+    uint32_t total = 0;
     for (int step = 0; step < STEPS; step++) {
-        uint32_t n = step % 3 == 2 ? 1 : C - (uint32_t)step;
+        uint32_t n = step % 3 == 2 ? 1 : C - (uint32_t)(step % 8);
+        total += n;
         fill_normal(q, n * HD, 1.0f);
         fill_normal(k, n * GD, 1.0f);
         fill_normal(v, n * GD, 1.0f);
@@ -177,6 +186,11 @@ int main(void)
         EXPECT(err <= 1e-6, "step %d (n %u, selected %u): engine vs simple error %.3g at %ld", step, n,
                si.n_selected, err, bad);
     }
+    esa_cache_memory mem = {0};
+    EXPECT_STATUS(esa_cache_memory_usage(xc, &mem), ESA_SUCCESS);
+    EXPECT(mem.device_pages == 4 && mem.host_pages == (total + 15) / 16 - 4 && mem.host_pages > 0,
+           "engine cache of %u tokens: %llu device, %llu host pages", total, (unsigned long long)mem.device_pages,
+           (unsigned long long)mem.host_pages);
     esa_cache_destroy(xc);
     esa_cache_destroy(sc);
     esa_context_destroy(ext_ctx);

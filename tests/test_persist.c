@@ -27,12 +27,7 @@ static float g_a[LAYERS][DC * H * D], g_b[LAYERS][DC * G * D];
 
 static esa_cache *make_cache(esa_context *ctx, esa_cache_desc d, int matrices)
 {
-    esa_cache *c = NULL;
-    esa_status s = esa_cache_create(ctx, &d, &c);
-    EXPECT(s == ESA_SUCCESS, "esa_cache_create: %s: %s", esa_status_string(s), esa_context_last_error(ctx));
-    for (uint32_t l = 0; c && matrices && d.score_mode == ESA_SCORES_COMPRESSED && l < LAYERS; l++)
-        EXPECT_STATUS(esa_cache_set_compression(c, l, g_a[l], g_b[l]), ESA_SUCCESS);
-    return c;
+    return harness_cache(ctx, d, matrices ? g_a[0] : NULL, g_b[0]);
 }
 
 /* n tokens of random q, k, v through every layer; out [n][H][D] of the last layer. */

@@ -79,19 +79,27 @@ static int check_selection(const uint32_t *gpu, const uint32_t *ref, uint32_t k,
     return ok ? (differs ? 2 : 1) : 0;
 }
 
-/* window: esa_attend_window against the reference with k = 0 (no middle token selected) */
-static void run_shape(esa_context *ctx, const shape *s, uint64_t seed, int window)
+#define PT 16 /* page_tokens of the paged runs: many page boundaries */
+
+/* window: esa_attend_window against the reference with k = 0 (no middle token selected).
+ * kv_read nonzero: a one-layer cache in pages of PT tokens under the smallest device budget,
+ * so most pages live in host memory and are read that way (ESA_KV_READ_DIRECT or _COPY). */
+static void run_shape(esa_context *ctx, const shape *s, uint64_t seed, int window, uint32_t kv_read)
 {
     rng_seed(seed);
     uint32_t total = 0;
     for (int i = 0; s->steps[i]; i++)
         total += s->steps[i];
+    uint32_t layers = kv_read ? 1 : 2, layer = layers - 1;
+    uint64_t min_pages = (s->l_I + PT - 1) / PT + (s->l_L + s->chunk + PT - 1) / PT + 1;
     esa_cache_desc desc = {
-        .n_layers = 2, .n_heads = s->H, .n_kv_heads = s->G, .head_dim = s->d,
+        .n_layers = layers, .n_heads = s->H, .n_kv_heads = s->G, .head_dim = s->d,
         .rope_dims = s->rope_dims, .rope_theta = 10000.0f, .rope_style = s->style,
         .n_initial = s->l_I, .n_local = s->l_L, .top_k = s->k, .compress_dim = s->dc,
         .proximity_radius = s->radius, .chunk = s->chunk, .position_mode = s->pos,
         .score_mode = s->scores, .max_tokens = total,
+        .page_tokens = kv_read ? PT : 0, .kv_read = kv_read,
+        .kv_device_budget = kv_read ? min_pages * PT * s->G * s->d * 4 : 0,
     };
     esa_cache *cache = NULL;
     esa_status st = esa_cache_create(ctx, &desc, &cache);
@@ -115,7 +123,7 @@ static void run_shape(esa_context *ctx, const shape *s, uint64_t seed, int windo
         b = malloc(sizeof(float) * s->dc * gd);
         fill_normal(a, (size_t)s->dc * hd, 1.0f / sqrtf((float)hd));
         fill_normal(b, (size_t)s->dc * gd, 1.0f / sqrtf((float)gd));
-        EXPECT_STATUS(esa_cache_set_compression(cache, 1, a, b), ESA_SUCCESS);
+        EXPECT_STATUS(esa_cache_set_compression(cache, layer, a, b), ESA_SUCCESS);
     }
     esa_ref_layer ref;
     esa_ref_layer_init(&ref, &cfg, total, a, b);
@@ -147,7 +155,7 @@ static void run_shape(esa_context *ctx, const shape *s, uint64_t seed, int windo
         esa_ref_step_info ri;
         esa_ref_step(&cfg, &ref, nl, q + (size_t)last0 * hd, k + (size_t)last0 * gd,
                      v + (size_t)last0 * gd, o_ref + (size_t)last0 * hd, sel_ref, &ri);
-        st = (window ? esa_attend_window : esa_attend)(cache, 1, n, ESA_F32, q, k, v, o, &info);
+        st = (window ? esa_attend_window : esa_attend)(cache, layer, n, ESA_F32, q, k, v, o, &info);
         EXPECT(st == ESA_SUCCESS, "%s step %d: %s (%s)", s->name, i, esa_status_string(st),
                esa_context_last_error(ctx));
         EXPECT(info.dense == (uint32_t)ri.dense && info.n_selected == ri.n_selected &&
@@ -157,7 +165,7 @@ static void run_shape(esa_context *ctx, const shape *s, uint64_t seed, int windo
         int same = 1;
         if (fp) {
             uint32_t count = 0;
-            EXPECT_STATUS(esa_cache_last_selection(cache, 1, sel, s->k, &count), ESA_SUCCESS);
+            EXPECT_STATUS(esa_cache_last_selection(cache, layer, sel, s->k, &count), ESA_SUCCESS);
             EXPECT(count == s->k, "%s: %u selected, wanted %u", s->name, count, s->k);
             char what[96];
             snprintf(what, sizeof what, "%s step %d", s->name, i);
@@ -177,10 +185,21 @@ static void run_shape(esa_context *ctx, const shape *s, uint64_t seed, int windo
                bad % (long)s->d, bad >= 0 ? o[bad] : 0.0, bad >= 0 ? o_ref[bad] : 0.0);
     }
     uint32_t len = 0;
-    esa_cache_length(cache, 1, &len);
+    esa_cache_length(cache, layer, &len);
     EXPECT(len == total, "%s: length %u, wanted %u", s->name, len, total);
-    esa_cache_length(cache, 0, &len);
-    EXPECT(len == 0, "%s: untouched layer 0 has %u tokens", s->name, len);
+    if (layer) {
+        esa_cache_length(cache, 0, &len);
+        EXPECT(len == 0, "%s: untouched layer 0 has %u tokens", s->name, len);
+    }
+    if (kv_read) {
+        esa_cache_memory mem;
+        EXPECT_STATUS(esa_cache_memory_usage(cache, &mem), ESA_SUCCESS);
+        uint64_t pages = (total + PT - 1) / PT;
+        EXPECT(mem.device_pages == min_pages && mem.host_pages == pages - min_pages && mem.kv_read == kv_read,
+               "%s: %llu device and %llu host pages (read %u), wanted %llu and %llu", s->name,
+               (unsigned long long)mem.device_pages, (unsigned long long)mem.host_pages, mem.kv_read,
+               (unsigned long long)min_pages, (unsigned long long)(pages - min_pages));
+    }
     esa_ref_layer_free(&ref);
     free(q); free(k); free(v); free(o); free(o_ref); free(sel); free(sel_ref); free(a); free(b);
     esa_cache_destroy(cache);
@@ -205,11 +224,13 @@ int main(void)
          ESA_POSITIONS_EXTRAPOLATE, ESA_SCORES_COMPRESSED, {37, 1, 23, 1, 1, 0}, 1e-3f},
     };
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
-        for (int window = 0; window < 2; window++) {
-            int before = g_failures;
-            run_shape(ctx, &shapes[i], 1000 + i, window);
-            fprintf(stderr, "%-24s %s %s\n", shapes[i].name, window ? "window" : "esa   ",
-                    g_failures == before ? "ok" : "FAILED");
-        }
+        for (int window = 0; window < 2; window++)
+            for (uint32_t kv_read = 0; kv_read <= ESA_KV_READ_COPY; kv_read++) {
+                static const char *const how[] = {"", " host pages, direct", " host pages, copied"};
+                int before = g_failures;
+                run_shape(ctx, &shapes[i], 1000 + i, window, kv_read);
+                fprintf(stderr, "%-24s %s%s %s\n", shapes[i].name, window ? "window" : "esa   ", how[kv_read],
+                        g_failures == before ? "ok" : "FAILED");
+            }
     return harness_finish(ctx, "test_step");
 }
