@@ -46,6 +46,8 @@ typedef struct options {
     uint32_t ns[MAX_NS], n_ns;
     uint32_t runs, warmup, layers_run, chunk, topk_lm;
     double max_config_s, mem_budget_mib;
+    double kv_budget_mib;           /* > 0: the paging experiment instead (run_paging) */
+    int kv_reads;                   /* mask of esa_kv_read values it compares */
     const char *out_dir, *device;
 } options;
 
@@ -58,6 +60,12 @@ typedef struct result {
     double stage_ms[ESA_STAGE_COUNT];
     double stage_bytes[ESA_STAGE_COUNT];
     double device_mib, full_kv_mib; /* held now; K/V + compressed keys all layers would need */
+    /* the paging experiment: the cache's K/V placement and what it held */
+    int paged;                      /* 0: every page on the device; 1: under --kv-budget */
+    uint32_t kv_read;               /* esa_kv_read in use */
+    int group;                      /* nonzero: measured interleaved with the others of its group */
+    double fill_s;
+    esa_cache_memory mem;
 } result;
 
 typedef struct bench {
@@ -175,6 +183,11 @@ static void usage(FILE *f)
         "  --mem-budget MIB    device memory the caches may use (default 70%% of the device-local\n"
         "                      heap); layers beyond it are cycled: a step still runs all layers\n"
         "  --topk-scores N     top-k alone (k 2048) over N middle tokens (default 1048576; 0 off)\n"
+        "  --kv-budget MIB     the paging experiment instead: per shape and N, an ESA decode step\n"
+        "                      over all layers with every K/V page on the device, then with the\n"
+        "                      cache's kv_device_budget at MIB (the rest in host memory), read\n"
+        "                      each --kv-read way; device and host bytes held, times, ratios\n"
+        "  --kv-read LIST      direct,copy: the ways host pages are read (default both)\n"
         "  --out DIR           output folder (default bench-out)\n"
         "  --no-plots          skip gnuplot\n"
         "  --validate          run with the validation layer; any message fails the run (tests)\n"
@@ -234,7 +247,7 @@ static int parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
 static int parse_options(int argc, char **argv, options *o)
 {
     enum { O_QUICK = 1, O_SHAPES, O_TOKENS, O_MODES, O_RUNS, O_WARMUP, O_LAYERS, O_CHUNK, O_MAXS,
-           O_MEM, O_TOPK, O_OUT, O_NOPLOTS, O_DEVICE, O_HELP, O_VALIDATE };
+           O_MEM, O_TOPK, O_OUT, O_NOPLOTS, O_DEVICE, O_HELP, O_VALIDATE, O_KVB, O_KVREAD };
     static const struct option lo[] = {
         {"quick", no_argument, 0, O_QUICK}, {"shapes", required_argument, 0, O_SHAPES},
         {"tokens", required_argument, 0, O_TOKENS}, {"modes", required_argument, 0, O_MODES},
@@ -243,11 +256,14 @@ static int parse_options(int argc, char **argv, options *o)
         {"max-seconds", required_argument, 0, O_MAXS}, {"mem-budget", required_argument, 0, O_MEM},
         {"topk-scores", required_argument, 0, O_TOPK}, {"out", required_argument, 0, O_OUT},
         {"no-plots", no_argument, 0, O_NOPLOTS}, {"device", required_argument, 0, O_DEVICE},
-        {"help", no_argument, 0, O_HELP}, {"validate", no_argument, 0, O_VALIDATE}, {0, 0, 0, 0},
+        {"help", no_argument, 0, O_HELP}, {"validate", no_argument, 0, O_VALIDATE},
+        {"kv-budget", required_argument, 0, O_KVB}, {"kv-read", required_argument, 0, O_KVREAD}, {0, 0, 0, 0},
     };
     static const char *const shape_names[] = {"smollm2-135m", "llama3-8b"};
+    static const char *const read_names[] = {"auto", "direct", "copy"};
     *o = (options){.plots = 1, .modes = 3, .shapes = 3, .runs = 5, .warmup = 1, .chunk = 512,
                    .topk_lm = 1u << 20, .max_config_s = 300.0, .out_dir = "bench-out",
+                   .kv_reads = 1 << ESA_KV_READ_DIRECT | 1 << ESA_KV_READ_COPY,
                    .device = getenv("ESA_DEVICE")};
     int set_tokens = 0, set_layers = 0, set_topk = 0, set_modes = 0, c, ok = 1;
     while (ok && (c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -275,6 +291,11 @@ static int parse_options(int argc, char **argv, options *o)
         case O_DEVICE: o->device = optarg; break;
         case O_HELP: usage(stdout); exit(0);
         case O_VALIDATE: o->validate = 1; break;
+        case O_KVB:
+            o->kv_budget_mib = strtod(optarg, &end);
+            ok = end != optarg && !*end && o->kv_budget_mib > 0;
+            break;
+        case O_KVREAD: ok = parse_names(optarg, read_names, 3, &o->kv_reads) && !(o->kv_reads & 1); break;
         default: ok = 0;
         }
         if (!ok && c != '?')
@@ -303,6 +324,8 @@ static int parse_options(int argc, char **argv, options *o)
         o->modes = 1 << MODE_DECODE;
     if (o->quick && !set_topk)
         o->topk_lm = 1u << 18;
+    if (o->kv_budget_mib > 0 && !set_topk)
+        o->topk_lm = 0;
     return 1;
 }
 
@@ -546,6 +569,176 @@ static void run_point(bench *B, int si, uint32_t N)
     esa_cache_destroy(c);
 }
 
+/* Bytes the system could still give this process (MemAvailable), 0 when unknown. */
+static double mem_available(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f)
+        return 0;
+    char line[256];
+    unsigned long kib = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %lu kB", &kib) == 1)
+            break;
+    fclose(f);
+    return (double)kib * 1024.0;
+}
+
+static const char *const READ_NAME[] = {"auto", "direct", "copy"};
+
+/* One cache of the paging experiment, and its runs. */
+typedef struct paging_cfg {
+    result *r;
+    esa_cache *c;
+    esa_cache_desc d;
+    double device_need, host_need;  /* bytes it will hold on the device and in host memory */
+    double *ms;                     /* [runs][1 + ESA_STAGE_COUNT] */
+} paging_cfg;
+
+/* Create and fill one cache of the experiment; says why in r->status when it cannot. */
+static int paging_open(bench *B, paging_cfg *p, const char *label)
+{
+    B->rng = 0x9e3779b97f4a7c15ull; /* the same matrices and tokens in every cache */
+    double t0 = now_s();
+    if (!check(B->ctx, esa_cache_create(B->ctx, &p->d, &p->c), "esa_cache_create") ||
+        !check(B->ctx, esa_cache_get_desc(p->c, &p->d), "esa_cache_get_desc") || !set_matrices(B, p->c, &p->d) ||
+        !fill(B, p->c, &p->d, label, p->r->n_ctx)) {
+        snprintf(p->r->status, sizeof p->r->status, "failed: %s", esa_context_last_error(B->ctx));
+        esa_cache_destroy(p->c);
+        p->c = NULL;
+        return 0;
+    }
+    p->r->fill_s = now_s() - t0;
+    return 1;
+}
+
+/* The paging experiment at one (shape, N): an ESA decode step over all layers, with every K/V
+ * page on the device, and under --kv-budget with the other pages in host memory, read each
+ * --kv-read way. Every cache holds the same matrices and tokens. The caches that fit in memory
+ * together are measured side by side, their runs interleaved (a group); the rest in later
+ * groups. */
+static void run_paging(bench *B, int si, uint32_t N)
+{
+    const shape *sh = &SHAPES[si];
+    const options *o = &B->o;
+    const double MiB = 1048576.0;
+    double kv = (double)(N + 1) * sh->G * sh->d * 4.0 * sh->layers, kc = (double)(N + 1) * sh->dc * 2.0 * sh->layers;
+    double host_room = 0.8 * mem_available();
+    int cpu = B->info.type == ESA_DEVICE_CPU; /* its device memory is this system's memory */
+    double device_room = o->mem_budget_mib > 0 ? o->mem_budget_mib * MiB
+                         : cpu                 ? host_room
+                                               : 0.7 * (double)B->info.device_local_bytes;
+    paging_cfg cfgs[ESA_KV_READ_COPY + 1];
+    uint32_t nc = 0;
+    for (uint32_t k = 0; k <= ESA_KV_READ_COPY; k++) {
+        if (k && !(o->kv_reads >> k & 1))
+            continue;
+        result *r = new_result(B, si, N, MODE_DECODE, METHOD_ESA);
+        if (!r)
+            break;
+        paging_cfg *p = &cfgs[nc++];
+        *p = (paging_cfg){.r = r, .d = cache_desc(sh, sh->layers, N + 1, o->chunk)};
+        r->layers_run = r->resident = sh->layers;
+        r->paged = k != 0;
+        r->kv_read = k;
+        r->full_kv_mib = (kv + kc) / MiB;
+        if (k) {
+            p->d.kv_device_budget = (uint64_t)(o->kv_budget_mib * MiB);
+            p->d.kv_read = k;
+        }
+        double budget = (double)p->d.kv_device_budget;
+        p->device_need = k ? budget + kc : kv + kc;
+        p->host_need = k ? kv - budget : 0;
+        if (cpu) { /* one memory: count it all as host memory */
+            p->host_need += p->device_need;
+            p->device_need = 0;
+        }
+        if (p->device_need > device_room || p->host_need > host_room)
+            snprintf(r->status, sizeof r->status,
+                     "does not fit: needs %.0f MiB on the device and %.0f MiB in host memory, of %.0f and %.0f "
+                     "available", p->device_need / MiB, p->host_need / MiB, cpu ? 0 : device_room / MiB,
+                     host_room / MiB);
+    }
+    for (uint32_t first = 0; first < nc;) {
+        /* a group: the next caches that fit together */
+        uint32_t end = first;
+        double dev = 0, host = 0;
+        int group = 0;
+        while (end < nc && (end == first || (dev + cfgs[end].device_need <= device_room &&
+                                              host + cfgs[end].host_need <= host_room))) {
+            dev += cfgs[end].device_need;
+            host += cfgs[end].host_need;
+            end++;
+        }
+        for (uint32_t i = first; i < end; i++) {
+            paging_cfg *p = &cfgs[i];
+            char label[96];
+            snprintf(label, sizeof label, "%s N=%u %s", sh->name, N, p->r->paged ? READ_NAME[p->r->kv_read] : "all on device");
+            if (p->r->status[0]) {
+                fprintf(stderr, "  %s: %s\n", label, p->r->status);
+                continue;
+            }
+            p->ms = calloc((size_t)o->runs * (1 + ESA_STAGE_COUNT), sizeof(double));
+            if (!p->ms)
+                snprintf(p->r->status, sizeof p->r->status, "out of host memory");
+            else if (paging_open(B, p, label))
+                group++;
+        }
+        /* warm-up, then the runs, interleaved over the group's caches */
+        float *out = malloc(sizeof(float) * sh->H * sh->d);
+        esa_profile prof;
+        double hs;
+        int dense;
+        for (uint32_t run = 0; out && run < o->warmup + o->runs; run++)
+            for (uint32_t i = first; i < end; i++) {
+                paging_cfg *p = &cfgs[i];
+                if (!p->c || p->r->status[0])
+                    continue;
+                if (!one_step(B, p->c, &p->d, p->r, 1, out, &prof, &hs, &dense)) {
+                    snprintf(p->r->status, sizeof p->r->status, "failed: %s", esa_context_last_error(B->ctx));
+                    continue;
+                }
+                if (run < o->warmup)
+                    continue;
+                double *m = p->ms + (size_t)(run - o->warmup) * (1 + ESA_STAGE_COUNT);
+                m[0] = prof.total_ms;
+                memcpy(m + 1, prof.stage_ms, sizeof prof.stage_ms);
+                p->r->esa_is_dense = dense;
+            }
+        free(out);
+        for (uint32_t i = first; i < end; i++) {
+            paging_cfg *p = &cfgs[i];
+            result *r = p->r;
+            if (p->c && !r->status[0]) {
+                double *col = malloc(sizeof(double) * o->runs);
+                for (int st = 0; col && st <= ESA_STAGE_COUNT; st++) {
+                    for (uint32_t run = 0; run < o->runs; run++)
+                        col[run] = p->ms[(size_t)run * (1 + ESA_STAGE_COUNT) + st];
+                    *(st ? &r->stage_ms[st - 1] : &r->ms) = median(col, o->runs);
+                }
+                free(col);
+                r->runs = o->runs;
+                stage_bytes(sh, &p->d, N, 1, r->esa_is_dense, r->stage_bytes);
+                for (int st = 0; st < ESA_STAGE_COUNT; st++)
+                    r->stage_bytes[st] *= r->layers;
+                esa_cache_memory_usage(p->c, &r->mem);
+                r->kv_read = r->mem.kv_read;
+                r->device_mib = (double)r->mem.device_bytes / MiB;
+                snprintf(r->status, sizeof r->status, "ok");
+                fprintf(stderr, "  %s N=%u %s: ESA decode %.2f ms; device %.1f MiB (%llu pages), host %.1f MiB (%llu "
+                                "pages); filled in %.0f s%s\n", sh->name, N,
+                        r->paged ? READ_NAME[r->kv_read] : "all on device", r->ms, r->device_mib,
+                        (unsigned long long)r->mem.device_pages, (double)r->mem.host_bytes / MiB,
+                        (unsigned long long)r->mem.host_pages, r->fill_s, group > 1 ? ", side by side" : "");
+            }
+            r->group = group > 1 ? (int)first + 1 : 0;
+            esa_cache_destroy(p->c);
+            free(p->ms);
+        }
+        first = end;
+    }
+}
+
 /* Top-k alone: one ESA decode step of a one-layer cache whose middle holds lm tokens (a small
  * head shape, so the scores dominate), timed per stage; its cost in reads of the scores is the
  * top-k time over the time the probe needs to read lm 4-byte keys. */
@@ -686,6 +879,14 @@ static void write_json(const bench *B, const char *cmdline, const char *date)
             }
             fprintf(f, "}");
         }
+        if (B->o.kv_budget_mib > 0)
+            fprintf(f, ", \"paged\": %s, \"kv_device_budget_mib\": %.1f, \"kv_read\": \"%s\", \"device_bytes\": %llu, "
+                       "\"host_bytes\": %llu, \"device_pages\": %llu, \"host_pages\": %llu, \"page_bytes\": %llu, "
+                       "\"fill_s\": %.1f, \"side_by_side_group\": %d",
+                    r->paged ? "true" : "false", r->paged ? B->o.kv_budget_mib : 0.0, READ_NAME[r->kv_read],
+                    (unsigned long long)r->mem.device_bytes, (unsigned long long)r->mem.host_bytes,
+                    (unsigned long long)r->mem.device_pages, (unsigned long long)r->mem.host_pages,
+                    (unsigned long long)r->mem.page_bytes, r->fill_s, r->group);
         fprintf(f, ", \"device_mib\": %.1f, \"all_layers_kv_mib\": %.1f}%s\n", r->device_mib, r->full_kv_mib,
                 i + 1 < B->n_res ? "," : "");
     }
@@ -701,7 +902,7 @@ static void write_csv(const bench *B)
     fprintf(f, "shape,layers,layers_run,resident_layers,n_ctx,mode,method,status,runs,median_ms,host_ms");
     for (int s = 0; s < ESA_STAGE_COUNT; s++)
         fprintf(f, ",%s_ms,%s_bytes", esa_stage_name((esa_stage)s), esa_stage_name((esa_stage)s));
-    fprintf(f, ",device_mib,all_layers_kv_mib\n");
+    fprintf(f, ",device_mib,all_layers_kv_mib,paged,kv_read,device_bytes,host_bytes\n");
     for (uint32_t i = 0; i < B->n_res; i++) {
         const result *r = &B->res[i];
         fprintf(f, "%s,%u,%u,%u,%u,%s,%s,\"%s\",%u,%.6f,%.6f", SHAPES[r->shape].name, r->layers, r->layers_run,
@@ -709,9 +910,56 @@ static void write_csv(const bench *B)
                 r->host_ms);
         for (int s = 0; s < ESA_STAGE_COUNT; s++)
             fprintf(f, ",%.6f,%.0f", r->stage_ms[s], r->stage_bytes[s]);
-        fprintf(f, ",%.1f,%.1f\n", r->device_mib, r->full_kv_mib);
+        fprintf(f, ",%.1f,%.1f,%d,%s,%llu,%llu\n", r->device_mib, r->full_kv_mib, r->paged, READ_NAME[r->kv_read],
+                (unsigned long long)r->mem.device_bytes, (unsigned long long)r->mem.host_bytes);
     }
     fclose(f);
+}
+
+/* The paging experiment: each placement against every page on the device, same shape and N. */
+static void write_paging_table(const bench *B, FILE *f)
+{
+    fprintf(f, "| shape | N | K/V pages | read | ESA decode ms | / all on device | device MiB | host MiB | pages "
+               "device / host | ESA stages ms (compress/score/proximity/top-k/attention/merge) | measured |\n");
+    fprintf(f, "|---|---:|---|---|---:|---:|---:|---:|---:|---|---|\n");
+    for (uint32_t i = 0; i < B->n_res; i++) {
+        const result *r = &B->res[i], *base = NULL;
+        for (uint32_t j = 0; j < B->n_res; j++)
+            if (B->res[j].shape == r->shape && B->res[j].n_ctx == r->n_ctx && !B->res[j].paged &&
+                !strcmp(B->res[j].status, "ok"))
+                base = &B->res[j];
+        char where[64];
+        if (r->paged)
+            snprintf(where, sizeof where, "%.0f MiB device budget", B->o.kv_budget_mib);
+        else
+            snprintf(where, sizeof where, "all on the device");
+        fprintf(f, "| %s | %u | %s | %s | ", SHAPES[r->shape].name, r->n_ctx, where,
+                r->paged ? READ_NAME[r->kv_read] : "-");
+        if (strcmp(r->status, "ok")) {
+            fprintf(f, "%s | - | - | - | - | - | - |\n", r->status);
+            continue;
+        }
+        fprintf(f, "%.2f | ", r->ms);
+        if (base)
+            fprintf(f, "%.2fx | ", r->ms / base->ms);
+        else
+            fprintf(f, "- | ");
+        fprintf(f, "%.1f | %.1f | %llu / %llu | %.2f/%.2f/%.2f/%.2f/%.2f/%.2f | ", r->device_mib,
+                (double)r->mem.host_bytes / 1048576.0, (unsigned long long)r->mem.device_pages,
+                (unsigned long long)r->mem.host_pages, r->stage_ms[ESA_STAGE_COMPRESS], r->stage_ms[ESA_STAGE_SCORE],
+                r->stage_ms[ESA_STAGE_PROXIMITY], r->stage_ms[ESA_STAGE_TOPK], r->stage_ms[ESA_STAGE_ATTENTION],
+                r->stage_ms[ESA_STAGE_MERGE]);
+        if (r->group)
+            fprintf(f, "side by side (group %d) |\n", r->group);
+        else
+            fprintf(f, "alone |\n");
+    }
+    fprintf(f, "\nTimes are medians of the device time (timestamps) of one ESA decode step over all layers, "
+               "each layer truncated back to N after its step. \"device MiB\" is everything the cache holds on "
+               "the device (K/V pages, compressed keys, page tables, step scratch); \"host MiB\" its K/V pages in "
+               "host memory. \"direct\": the attention reads selected rows in host pages where they are; "
+               "\"copy\": they are gathered into device memory first. \"side by side\": the caches of a group "
+               "were all held at once and their runs interleaved; \"alone\": memory allowed one at a time.\n");
 }
 
 static void write_markdown(const bench *B, const char *cmdline, const char *date)
@@ -726,6 +974,11 @@ static void write_markdown(const bench *B, const char *cmdline, const char *date
             fprintf(f, "%s: %u layers, H %u, G %u, d %u, d' %u. ", SHAPES[si].name, SHAPES[si].layers, SHAPES[si].H,
                     SHAPES[si].G, SHAPES[si].d, SHAPES[si].dc);
     fprintf(f, "ESA-SPEC defaults otherwise: l_I 128, l_L 4096, k 2048, radius 1; prefill chunk %u.\n\n", B->o.chunk);
+    if (B->o.kv_budget_mib > 0) {
+        write_paging_table(B, f);
+        fclose(f);
+        return;
+    }
     fprintf(f, "| shape | N | step | dense ms | ESA ms | dense/ESA | selection share | ESA stages ms "
                "(compress/score/proximity/top-k/attention/merge) | memory MiB (held / all layers) |\n");
     fprintf(f, "|---|---:|---|---:|---:|---:|---:|---|---:|\n");
@@ -895,13 +1148,13 @@ int main(int argc, char **argv)
     for (int si = 0; si < N_SHAPES; si++)
         if (B->o.shapes >> si & 1)
             for (uint32_t k = 0; k < B->o.n_ns; k++)
-                run_point(B, si, B->o.ns[k]);
+                (B->o.kv_budget_mib > 0 ? run_paging : run_point)(B, si, B->o.ns[k]);
     if (B->o.topk_lm)
         run_topk(B);
     write_json(B, cmdline, date);
     write_csv(B);
     write_markdown(B, cmdline, date);
-    if (B->o.plots)
+    if (B->o.plots && !(B->o.kv_budget_mib > 0))
         write_plots(B);
     uint32_t v = esa_context_validation_count(B->ctx);
     if (v == UINT32_MAX)
