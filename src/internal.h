@@ -232,6 +232,9 @@ void esa_pages_destroy(esa_cache *c);
  * or bringing them back), recorded into cb with a barrier after, or nothing recorded. Fails
  * only before recording anything (ESA_ERROR_OUT_OF_HOST_MEMORY when host pages run out). */
 esa_status esa_pages_place(esa_cache *c, VkCommandBuffer cb, uint32_t layer, uint32_t P, uint32_t n);
+/* Whether layers of lengths lens[n_layers] fit in the budgets' pages (else
+ * ESA_ERROR_OUT_OF_HOST_MEMORY, named). */
+esa_status esa_pages_check_fit(esa_cache *c, const uint32_t *lens);
 /* Give back a layer's pages past its first len tokens. */
 void esa_pages_release(esa_cache *c, uint32_t layer, uint32_t len);
 /* Record copies of n bytes between the layer's logical K (which 0) or V (1) array, [tokens]

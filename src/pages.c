@@ -393,6 +393,19 @@ esa_status esa_pages_place(esa_cache *c, VkCommandBuffer cb, uint32_t layer, uin
     return ESA_SUCCESS;
 }
 
+esa_status esa_pages_check_fit(esa_cache *c, const uint32_t *lens)
+{
+    uint64_t need = 0, room = c->pool[0].limit + c->pool[1].limit;
+    for (uint32_t l = 0; l < c->d.n_layers; l++)
+        need += esa_div_up(lens[l], c->page_tokens);
+    if (need <= room)
+        return ESA_SUCCESS;
+    return esa_fail(c->ctx, ESA_ERROR_OUT_OF_HOST_MEMORY,
+                    "%llu K/V pages are needed; the device and host budgets hold %llu and %llu pages of %llu bytes",
+                    (unsigned long long)need, (unsigned long long)c->pool[0].limit,
+                    (unsigned long long)c->pool[1].limit, (unsigned long long)c->page_bytes);
+}
+
 void esa_pages_release(esa_cache *c, uint32_t layer, uint32_t len)
 {
     esa_layer *L = &c->layers[layer];

@@ -232,18 +232,19 @@ static esa_status load_array(io *o, const array *a, uint64_t *h, int upload)
     return ESA_SUCCESS;
 }
 
-/* The pages of a layer about to receive len tokens: its old ones given back, the initial and
- * local ones on the device, the rest where the budget puts them. */
+/* The pages of an emptied layer about to receive len tokens: the initial and local ones on the
+ * device, the rest where the budget puts them; the layer then counts len tokens, so that the
+ * next layers' placement keeps its local pages on the device. */
 static esa_status make_pages(esa_cache *c, uint32_t l, uint32_t len)
 {
-    c->layers[l].len = 0;
-    esa_pages_release(c, l, 0);
     VkCommandBuffer cb;
     esa_status s = esa_begin(c->ctx, &cb);
     if (s != ESA_SUCCESS)
         return s;
     s = esa_pages_place(c, cb, l, len, 0);
     esa_status w = esa_submit_wait(c->ctx);
+    if (s == ESA_SUCCESS && w == ESA_SUCCESS)
+        c->layers[l].len = len;
     return s != ESA_SUCCESS ? s : w;
 }
 
@@ -390,7 +391,13 @@ esa_status esa_cache_load(esa_cache *c, const char *path)
     esa_status s = lens && mats ? open_io(c, path, "rb", ESA_MEM_UPLOAD, &o) : ESA_ERROR_OUT_OF_HOST_MEMORY;
     if (s == ESA_SUCCESS)
         s = load_pass(c, &o, 0, lens, mats); /* the cache is untouched until the file checks out */
+    if (s == ESA_SUCCESS)
+        s = esa_pages_check_fit(c, lens); /* a host budget too small for the file: unchanged too */
     if (s == ESA_SUCCESS) {
+        for (uint32_t l = 0; l < n; l++) { /* every old page free first, for the new placement */
+            c->layers[l].len = 0;
+            esa_pages_release(c, l, 0);
+        }
         rewind(o.f);
         s = load_pass(c, &o, 1, lens, mats);
         /* a second pass that fails (the file changed under us, or the device) leaves every layer
@@ -400,6 +407,8 @@ esa_status esa_cache_load(esa_cache *c, const char *path)
             L->len = s == ESA_SUCCESS ? lens[l] : 0;
             L->n_selected = 0;
             L->sel_first = 0;
+            if (s != ESA_SUCCESS)
+                esa_pages_release(c, l, 0);
             if (mats[l])
                 L->ready = s == ESA_SUCCESS;
         }

@@ -203,6 +203,17 @@ static void same_as_device(esa_context *ctx, esa_score_mode mode)
             check_memory(loaded[2], MIN_PAGES, "loaded into a paged cache");
             step_all(loaded, N_CACHES, 1, seed, esa_attend, "after load");
             step_all(loaded, N_CACHES, 20, seed + 1, esa_attend, "after load");
+            /* a file larger than the budgets hold is refused before the cache is touched */
+            esa_cache_desc small = paged_desc(mode, ESA_KV_READ_DIRECT, MIN_PAGES);
+            small.kv_host_budget = 2 * PAGE_BYTES;
+            esa_cache *sm = make_cache(ctx, small, 0);
+            if (sm) {
+                EXPECT_STATUS(esa_cache_load(sm, p2), ESA_ERROR_OUT_OF_HOST_MEMORY);
+                EXPECT(strstr(esa_context_last_error(ctx), "budgets"), "message \"%s\"", esa_context_last_error(ctx));
+                EXPECT(layer_len(sm) == 0, "a refused load left %u tokens", layer_len(sm));
+                check_memory(sm, MIN_PAGES, "after a load beyond the budgets");
+                esa_cache_destroy(sm);
+            }
             /* a damaged file leaves a paged cache as it was */
             FILE *f = fopen(p1, "r+b");
             EXPECT(f != NULL, "open %s", p1);
