@@ -274,6 +274,15 @@ typedef struct esa_cache_memory {
 /* What the cache holds now. Pages freed by truncate or clear stay held for reuse. */
 ESA_API esa_status esa_cache_memory_usage(const esa_cache *cache, esa_cache_memory *usage);
 
+/* Make sure that the next step of n tokens (1..chunk) of every layer finds the memory its
+ * pages need: host pages are allocated now, up to the host budget. After it succeeds, one
+ * esa_cmd_attend (or esa_attend) of at most n tokens per layer cannot fail for memory, so an
+ * engine that calls it before recording a chunk never has to abandon a command buffer with
+ * some layers' steps in it. ESA_ERROR_OUT_OF_HOST_MEMORY when the pages are not there (nothing
+ * changed), ESA_ERROR_CAPACITY past max_tokens. A cache without a device budget needs nothing:
+ * ESA_SUCCESS at once. */
+ESA_API esa_status esa_cache_reserve(esa_cache *cache, uint32_t n);
+
 /* Tokens held by a layer. */
 ESA_API esa_status esa_cache_length(const esa_cache *cache, uint32_t layer, uint32_t *len);
 
@@ -462,8 +471,12 @@ typedef struct esa_step_buffers {
  * The library inserts its own barriers between its stages and at the start of each recorded
  * step. A cache with a device budget also records copies (vkCmdCopyBuffer) of whole pages
  * between device and host memory, of this or another layer, and page-table updates
- * (vkCmdUpdateBuffer), in transfer stages, before the step's dispatches; they fail (with
- * nothing recorded) by ESA_ERROR_OUT_OF_HOST_MEMORY as esa_attend does. The cache's state advances at record time: submit recorded steps in record order,
+ * (vkCmdUpdateBuffer), in transfer stages, before the step's dispatches. Such a step fails
+ * (with nothing recorded) by ESA_ERROR_OUT_OF_HOST_MEMORY as esa_attend does; call
+ * esa_cache_reserve before recording a chunk so that none can. Once a step of such a cache is
+ * recorded, its command buffer must be submitted: the pages were already moved in the
+ * cache's books, and a command buffer thrown away leaves them inconsistent (truncating does
+ * not repair that). The cache's state advances at record time: submit recorded steps in record order,
  * exactly once, and do not let them run concurrently with esa_attend on the same cache.
  * The caller's buffers must stay alive until the command buffer completes.
  * The call binds its own compute pipelines and push constants (its own pipeline layout):

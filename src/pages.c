@@ -393,6 +393,39 @@ esa_status esa_pages_place(esa_cache *c, VkCommandBuffer cb, uint32_t layer, uin
     return ESA_SUCCESS;
 }
 
+esa_status esa_cache_reserve(esa_cache *c, uint32_t n)
+{
+    if (!c)
+        return ESA_ERROR_INVALID_ARGUMENT;
+    esa_context *ctx = c->ctx;
+    if (n == 0 || n > c->d.chunk)
+        return esa_fail(ctx, ESA_ERROR_INVALID_ARGUMENT, "n must be 1..chunk (%u), got %u", c->d.chunk, n);
+    /* the device pages every layer's step asks for (bring-backs, new pages) beyond the free
+     * ones become evictions or host pages, one host page each: an upper bound, since
+     * bring-backs also free host pages */
+    uint64_t demand = 0, extra = 0;
+    for (uint32_t l = 0; l < c->d.n_layers; l++) {
+        const esa_layer *L = &c->layers[l];
+        if ((uint64_t)L->len + n > c->d.max_tokens)
+            return esa_fail(ctx, ESA_ERROR_CAPACITY, "layer %u holds %u tokens; %u more exceed max_tokens %u", l,
+                            L->len, n, c->d.max_tokens);
+        needed r = needed_pages(c, L->len, n);
+        for (uint32_t p = 0; p < r.l_end; p++) {
+            uint32_t h = p < L->n_pages ? L->page[p] : ESA_PAGE_NONE;
+            if (is_needed(&r, p))
+                demand += h == ESA_PAGE_NONE || (h & ESA_PAGE_HOST);
+            else
+                extra += h == ESA_PAGE_NONE;
+        }
+    }
+    uint64_t dev_free = c->pool[0].n_free;
+    uint64_t host = demand + extra > dev_free ? demand + extra - dev_free : 0;
+    esa_status s = pool_reserve(c, &c->pool[1], host);
+    if (s != ESA_SUCCESS)
+        return esa_fail(ctx, s, "a step of %u tokens in every layer: %s", n, ctx->last_error);
+    return ESA_SUCCESS;
+}
+
 esa_status esa_pages_check_fit(esa_cache *c, const uint32_t *lens)
 {
     uint64_t need = 0, room = c->pool[0].limit + c->pool[1].limit;

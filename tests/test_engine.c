@@ -167,6 +167,7 @@ int main(void)
         static const esa_attention modes[] = {ESA_ATTENTION_ESA, ESA_ATTENTION_ESA, ESA_ATTENTION_DENSE,
                                               ESA_ATTENTION_ESA, ESA_ATTENTION_WINDOW};
         sb.attention = modes[step % 5];
+        EXPECT_STATUS(esa_cache_reserve(xc, n), ESA_SUCCESS); /* before recording: its rule */
         EXPECT_STATUS(esa_cmd_attend(xc, cb, 0, n, &sb, &si), ESA_SUCCESS);
         VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER, .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT,
                               .dstAccessMask = VK_ACCESS_HOST_READ_BIT};

@@ -279,8 +279,20 @@ static void host_budget(esa_context *ctx)
            (unsigned long long)m1.host_pages, (unsigned long long)m1.device_pages,
            (unsigned long long)m0.host_pages, (unsigned long long)m0.device_pages);
     EXPECT_STATUS(esa_attend(cs[1], 0, 16, ESA_F32, q, k, v, o, NULL), ESA_SUCCESS); /* fits again */
-    /* still usable: after making room, the same steps as the unbudgeted cache */
+    /* esa_cache_reserve answers before anything is recorded: layer 0 is at 96 tokens, full */
+    EXPECT_STATUS(esa_cache_memory_usage(cs[1], &m0), ESA_SUCCESS);
+    EXPECT_STATUS(esa_cache_reserve(cs[1], 1), ESA_ERROR_OUT_OF_HOST_MEMORY);
+    EXPECT_STATUS(esa_cache_memory_usage(cs[1], &m1), ESA_SUCCESS);
+    EXPECT(!memcmp(&m0, &m1, sizeof m0) && layer_len(cs[1]) == 96, "a refused reserve changed the cache");
+    EXPECT_STATUS(esa_cache_reserve(cs[1], 0), ESA_ERROR_INVALID_ARGUMENT);
+    EXPECT_STATUS(esa_cache_reserve(cs[1], 9), ESA_ERROR_INVALID_ARGUMENT); /* chunk is 8 */
+    EXPECT_STATUS(esa_cache_reserve(NULL, 1), ESA_ERROR_INVALID_ARGUMENT);
+    EXPECT_STATUS(esa_cache_reserve(cs[0], 8), ESA_SUCCESS); /* no budget: nothing to do */
+    /* still usable: after making room, the same steps as the unbudgeted cache; a reserve that
+     * succeeds means every layer's next step of that many tokens finds its pages */
     truncate_all(cs, 2, 40);
+    EXPECT_STATUS(esa_cache_reserve(cs[1], 8), ESA_SUCCESS);
+    step_all(cs, 2, 8, 5, esa_attend, "after a reserve");
     step_all(cs, 2, 30, 3, esa_attend, "after truncating");
     step_all(cs, 2, 1, 4, esa_attend, "after truncating");
 done:

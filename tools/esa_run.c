@@ -91,6 +91,10 @@ static void usage(void)
         "  --initial N --local N --top-k N --chunk N --radius N --global-pos N\n"
         "                      ESA parameters (defaults: ESA-SPEC, 128, 4096, 2048, 512, 1, l_L)\n"
         "  --positions MODE    extrapolate (default: ESA's remapped positions) or exact\n"
+        "  --kv-budget MIB     device memory for K/V pages, all layers (default: all on the\n"
+        "                      device); the other pages live in host memory (esa-vk paging)\n"
+        "  --page-tokens N     tokens a K/V page (a power of two, default 256)\n"
+        "  --kv-read HOW       auto, direct or copy: how host pages are read (default auto)\n"
         "  --device NAME|INDEX device by name substring or index (default: $ESA_DEVICE, else\n"
         "                      the first discrete, integrated, virtual, then CPU device)\n"
         "  --validate          the Vulkan validation layer on; messages fail the run\n"
@@ -178,7 +182,7 @@ static int parse(int argc, char **argv, options *o)
 {
     enum { O_MODEL = 256, O_PFILE, O_RAW, O_CHAT, O_SYSTEM, O_ATTN, O_NPRED, O_TEMP, O_TOPP, O_SEED, O_PASSKEY,
            O_DEPTH, O_PVALUE, O_CHECK, O_TPS, O_DECODE, O_OUT, O_CTX, O_INITIAL, O_LOCAL, O_TOPK, O_CHUNK,
-           O_RADIUS, O_GPOS, O_POSITIONS, O_DEVICE, O_VALIDATE, O_QUIET, O_NOPLOTS };
+           O_RADIUS, O_GPOS, O_POSITIONS, O_DEVICE, O_VALIDATE, O_QUIET, O_NOPLOTS, O_KVB, O_PAGE, O_KVREAD };
     static const struct option longs[] = {
         {"model", 1, 0, O_MODEL}, {"prompt-file", 1, 0, O_PFILE}, {"raw", 0, 0, O_RAW}, {"chat", 0, 0, O_CHAT},
         {"system", 1, 0, O_SYSTEM}, {"attention", 1, 0, O_ATTN}, {"n-predict", 1, 0, O_NPRED},
@@ -188,7 +192,9 @@ static int parse(int argc, char **argv, options *o)
         {"out", 1, 0, O_OUT}, {"ctx", 1, 0, O_CTX}, {"initial", 1, 0, O_INITIAL}, {"local", 1, 0, O_LOCAL},
         {"top-k", 1, 0, O_TOPK}, {"chunk", 1, 0, O_CHUNK}, {"radius", 1, 0, O_RADIUS},
         {"global-pos", 1, 0, O_GPOS}, {"positions", 1, 0, O_POSITIONS}, {"device", 1, 0, O_DEVICE},
-        {"validate", 0, 0, O_VALIDATE}, {"quiet", 0, 0, O_QUIET}, {"no-plots", 0, 0, O_NOPLOTS}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+        {"validate", 0, 0, O_VALIDATE}, {"quiet", 0, 0, O_QUIET}, {"no-plots", 0, 0, O_NOPLOTS},
+        {"kv-budget", 1, 0, O_KVB}, {"page-tokens", 1, 0, O_PAGE}, {"kv-read", 1, 0, O_KVREAD},
+        {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->attn[0] = ESA_ATTENTION_ESA;
     o->n_attn = 1;
@@ -241,6 +247,21 @@ static int parse(int argc, char **argv, options *o)
                 o->md.position_mode = ESA_POSITIONS_EXTRAPOLATE;
             else {
                 fprintf(stderr, "esa-run: --positions takes extrapolate or exact\n");
+                ok = 0;
+            }
+            break;
+        case O_KVB:
+            ok = parse_float("kv-budget", optarg, 0.001, 1e9, &f);
+            o->md.kv_device_budget = (uint64_t)(f * 1048576.0);
+            break;
+        case O_PAGE: ok = parse_u32("page-tokens", optarg, 16, 65536, &o->md.page_tokens); break;
+        case O_KVREAD:
+            if (!strcmp(optarg, "direct") || !strcmp(optarg, "copy") || !strcmp(optarg, "auto"))
+                o->md.kv_read = !strcmp(optarg, "direct") ? ESA_KV_READ_DIRECT
+                                : !strcmp(optarg, "copy") ? ESA_KV_READ_COPY
+                                                          : ESA_KV_READ_AUTO;
+            else {
+                fprintf(stderr, "esa-run: --kv-read takes auto, direct or copy\n");
                 ok = 0;
             }
             break;
@@ -945,6 +966,14 @@ int main(int argc, char **argv)
         if (o->n_tps && !write_tps(&R, rows, nr, argc, argv))
             rc = 1;
     }
+    esa_cache_memory mem;
+    fflush(stdout); /* the answers first */
+    if (o->md.kv_device_budget && esa_cache_memory_usage(esar_model_gpu_cache(R.m), &mem) == ESA_SUCCESS)
+        fprintf(stderr, "esa-run: K/V pages of %u tokens: %llu on the device, %llu in host memory (%.1f MiB); "
+                        "the cache holds %.1f MiB of device memory (%s reads)\n",
+                mem.page_tokens, (unsigned long long)mem.device_pages, (unsigned long long)mem.host_pages,
+                (double)mem.host_bytes / 1048576.0, (double)mem.device_bytes / 1048576.0,
+                mem.kv_read == ESA_KV_READ_COPY ? "copy" : "direct");
     if (o->validate && esag_rt_validation_count(R.rt)) {
         fprintf(stderr, "esa-run: %u validation messages\n", esag_rt_validation_count(R.rt));
         rc = 1;

@@ -244,6 +244,7 @@ static esar_status make_cache(esar_model_gpu *m, const esar_model_gpu_desc *desc
         .position_mode = desc->position_mode,
         .score_mode = compressed ? ESA_SCORES_COMPRESSED : ESA_SCORES_EXACT,
         .max_tokens = desc->max_tokens,
+        .kv_device_budget = desc->kv_device_budget, .page_tokens = desc->page_tokens, .kv_read = desc->kv_read,
     };
     esa_status es = esa_cache_create(m->ctx, &cd, &m->cache);
     if (es != ESA_SUCCESS)
@@ -352,6 +353,11 @@ void esar_model_gpu_destroy(esar_model_gpu *m)
 
 const esar_llama_config *esar_model_gpu_config(const esar_model_gpu *m) { return m ? &m->cfg : NULL; }
 uint32_t esar_model_gpu_pos(const esar_model_gpu *m) { return m ? m->pos : 0; }
+
+const esa_cache *esar_model_gpu_cache(const esar_model_gpu *m)
+{
+    return m ? m->cache : NULL;
+}
 
 void esar_model_gpu_stats_get(const esar_model_gpu *m, esar_model_gpu_stats *s)
 {
@@ -495,6 +501,10 @@ static esar_status run_chunk(esar_model_gpu *m, const int32_t *tokens, uint32_t 
     *completed = 0;
     /* the ids are valid (checked by the caller), so int32 and uint32 hold the same bits */
     TRY(esag_buffer_write(rt, &m->ids, 0, tokens, sizeof(int32_t) * T), "esag_buffer_write token ids", NO_LAYER);
+    /* the pages of every layer's step first: once recorded, a step must be submitted */
+    esa_status es = esa_cache_reserve(m->cache, T);
+    if (es != ESA_SUCCESS)
+        return attention_fail(m, err, es, "esa_cache_reserve", NO_LAYER);
     VkCommandBuffer cb;
     TRY(esag_begin(rt, &cb), "esag_begin", NO_LAYER);
     esar_status st = record_chunk(m, cb, T, rows, err);

@@ -40,6 +40,9 @@ typedef struct esar_model_gpu_desc {
     uint32_t compress_dim;
     const float *const *compress_a;
     const float *const *compress_b;
+    /* K/V paging (esa_cache_desc; 0: every page on the device) */
+    uint64_t kv_device_budget;
+    uint32_t page_tokens, kv_read;
 } esar_model_gpu_desc;
 
 /* Reads the config (esar_llama_config_read), checks and uploads every tensor, makes the cache.
@@ -53,6 +56,8 @@ esar_status esar_model_gpu_create(const esar_gguf *g, esag_rt *rt, esag_kernels 
 void esar_model_gpu_destroy(esar_model_gpu *m); /* NULL is fine; waits for the device */
 
 const esar_llama_config *esar_model_gpu_config(const esar_model_gpu *m);
+/* The model's esa-vk cache, for queries (esa_cache_memory_usage, esa_cache_length). */
+const esa_cache *esar_model_gpu_cache(const esar_model_gpu *m);
 /* Tokens in the cache: the position the next token gets. */
 uint32_t esar_model_gpu_pos(const esar_model_gpu *m);
 /* Keeps the first len tokens of the cache (len <= pos): for the next turn of a chat. */
