@@ -312,6 +312,49 @@ ESA_API esa_status esa_cache_save(esa_cache *cache, const char *path);
  * whose matrices were being replaced need esa_cache_set_compression). */
 ESA_API esa_status esa_cache_load(esa_cache *cache, const char *path);
 
+/* Compression matrices in a file (ESA-SPEC 6: calibrated once per model, by tools/calib's
+ * esa-calib, then loaded by every engine that runs the model). Format: src/compression.c. */
+typedef struct esa_compression_info {
+    uint32_t n_layers, n_heads, n_kv_heads, head_dim; /* the model's attention shape */
+    uint32_t compress_dim;   /* d': rows of every A and B, a multiple of 8 */
+    uint32_t rope_dims;      /* the RoPE of the queries A acts on (0 = head_dim) */
+    float rope_theta;
+    esa_rope_style rope_style;
+    uint32_t global_pos;     /* w: A acts on queries rotated at w (esa_cache_set_compression) */
+    uint32_t method;         /* what fit them, for the reader: esa_compression_method */
+    uint32_t reserved[6];    /* zero */
+} esa_compression_info;
+
+typedef enum esa_compression_method {
+    ESA_COMPRESSION_CLOSED_FORM = 0, /* the optimum of ESA-SPEC 6's objective */
+    ESA_COMPRESSION_PCA = 1,
+    ESA_COMPRESSION_RANDOM = 2,
+    ESA_COMPRESSION_OTHER = 3
+} esa_compression_method;
+
+/* Write info->n_layers layers' a[l] [d'][H*d] and b[l] [d'][G*d] (row-major, as
+ * esa_cache_set_compression takes them) to path. ctx may be NULL (no message then).
+ * ESA_ERROR_INVALID_ARGUMENT for an impossible shape, ESA_ERROR_NON_FINITE for NaN or infinity
+ * in a matrix, ESA_ERROR_IO when the file cannot be written (nothing is left behind). */
+ESA_API esa_status esa_compression_save(esa_context *ctx, const char *path, const esa_compression_info *info,
+                                        const float *const *a, const float *const *b);
+
+/* Read a compression file: its info, and with a and b (both or neither) every layer's
+ * matrices into a [n_layers][d'][H*d] and b [n_layers][d'][G*d] (sized from an info-only call
+ * first). ESA_ERROR_IO, ESA_ERROR_FILE_CORRUPT (not such a file, truncated, a checksum),
+ * ESA_ERROR_FILE_MISMATCH (another format version). ctx may be NULL. */
+ESA_API esa_status esa_compression_read(esa_context *ctx, const char *path, esa_compression_info *info, float *a,
+                                        float *b);
+
+/* Set every layer's matrices of an empty, compressed-score cache from a compression file,
+ * after checking it against the cache: ESA_ERROR_FILE_MISMATCH naming the first field that
+ * differs (n_layers, heads, head_dim, d', rope_dims, rope_style, rope_theta, global_pos);
+ * ESA_ERROR_INVALID_ARGUMENT for an exact-score cache or one that holds tokens; the read
+ * errors of esa_compression_read; ESA_ERROR_NON_FINITE for NaN or infinity in a matrix. The
+ * cache is unchanged on those errors (a device failure while uploading may leave some layers
+ * set). */
+ESA_API esa_status esa_cache_load_compression(esa_cache *cache, const char *path);
+
 typedef enum esa_dtype {
     ESA_F32 = 0,
     ESA_F16 = 1 /* IEEE half, as uint16_t */

@@ -19,6 +19,7 @@
  * the stored bytes depend on; ESA parameters (l_I, l_L, k, epsilon, l_C, position mode) and
  * the logit scale act at attention time and may differ (global_pos too with exact scores), and
  * max_tokens must hold the longest layer. Load reads the file twice: it is verified whole before the cache is touched. */
+#include "bytes.h"
 #include "internal.h"
 
 #include <errno.h>
@@ -31,41 +32,6 @@
 
 static const char MAGIC[8] = {'E', 'S', 'A', 'V', 'K', 'K', 'V', '\n'};
 static const char TRAILER[8] = {'E', 'S', 'A', 'V', 'K', 'E', 'N', 'D'};
-
-/* ---- bytes ------------------------------------------------------------------------------ */
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    put_u32(p, (uint32_t)v);
-    put_u32(p + 4, (uint32_t)(v >> 32));
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
-}
-
-#define HASH_SEED 0xcbf29ce484222325ull
-
-/* FNV-1a over little-endian 64-bit words; n is a multiple of 8. */
-static uint64_t hash_words(uint64_t h, const void *data, size_t n)
-{
-    const uint8_t *p = data;
-    for (size_t i = 0; i < n; i += 8)
-        h = (h ^ get_u64(p + i)) * 0x100000001b3ull;
-    return h;
-}
 
 /* ---- the header ------------------------------------------------------------------------- */
 
@@ -82,20 +48,20 @@ static void make_header(const esa_cache *c, uint8_t *h)
     memcpy(&theta, &d->rope_theta, 4);
     memset(h, 0, HEADER_BYTES);
     memcpy(h, MAGIC, 8);
-    put_u32(h + H_VERSION, FILE_VERSION);
-    put_u32(h + H_BYTES, HEADER_BYTES);
-    put_u32(h + H_LAYERS, d->n_layers);
-    put_u32(h + H_HEADS, d->n_heads);
-    put_u32(h + H_KV_HEADS, d->n_kv_heads);
-    put_u32(h + H_DIM, d->head_dim);
-    put_u32(h + H_ROPE_DIMS, d->rope_dims);
-    put_u32(h + H_ROPE_STYLE, (uint32_t)d->rope_style);
-    put_u32(h + H_SCORES, (uint32_t)d->score_mode);
-    put_u32(h + H_DC, c->dc);
-    put_u32(h + H_GLOBAL, d->global_pos);
-    put_u32(h + H_THETA, theta);
-    put_u32(h + H_MAX_LEN, max_len);
-    put_u64(h + H_HASH, hash_words(HASH_SEED, h, H_HASH));
+    esa_put_u32(h + H_VERSION, FILE_VERSION);
+    esa_put_u32(h + H_BYTES, HEADER_BYTES);
+    esa_put_u32(h + H_LAYERS, d->n_layers);
+    esa_put_u32(h + H_HEADS, d->n_heads);
+    esa_put_u32(h + H_KV_HEADS, d->n_kv_heads);
+    esa_put_u32(h + H_DIM, d->head_dim);
+    esa_put_u32(h + H_ROPE_DIMS, d->rope_dims);
+    esa_put_u32(h + H_ROPE_STYLE, (uint32_t)d->rope_style);
+    esa_put_u32(h + H_SCORES, (uint32_t)d->score_mode);
+    esa_put_u32(h + H_DC, c->dc);
+    esa_put_u32(h + H_GLOBAL, d->global_pos);
+    esa_put_u32(h + H_THETA, theta);
+    esa_put_u32(h + H_MAX_LEN, max_len);
+    esa_put_u64(h + H_HASH, esa_hash_words(ESA_HASH_SEED, h, H_HASH));
 }
 
 /* The file's header against the cache: CORRUPT for what is not an esa-vk cache file,
@@ -105,11 +71,11 @@ static esa_status check_header(const esa_cache *c, const uint8_t *h, const char 
     esa_context *ctx = c->ctx;
     if (memcmp(h, MAGIC, 8) != 0)
         return esa_fail(ctx, ESA_ERROR_FILE_CORRUPT, "%s is not an esa-vk cache file", path);
-    if (get_u64(h + H_HASH) != hash_words(HASH_SEED, h, H_HASH))
+    if (esa_get_u64(h + H_HASH) != esa_hash_words(ESA_HASH_SEED, h, H_HASH))
         return esa_fail(ctx, ESA_ERROR_FILE_CORRUPT, "%s: the header fails its checksum", path);
-    if (get_u32(h + H_VERSION) != FILE_VERSION || get_u32(h + H_BYTES) != HEADER_BYTES)
+    if (esa_get_u32(h + H_VERSION) != FILE_VERSION || esa_get_u32(h + H_BYTES) != HEADER_BYTES)
         return esa_fail(ctx, ESA_ERROR_FILE_MISMATCH, "%s: format version %u, this library reads version %u",
-                        path, get_u32(h + H_VERSION), FILE_VERSION);
+                        path, esa_get_u32(h + H_VERSION), FILE_VERSION);
     uint8_t mine[HEADER_BYTES];
     make_header(c, mine);
     static const struct { int at; const char *name; } fields[] = {
@@ -118,7 +84,7 @@ static esa_status check_header(const esa_cache *c, const uint8_t *h, const char 
         {H_DC, "compress_dim"}, {H_GLOBAL, "global_pos"}, {H_THETA, "rope_theta (bits)"},
     };
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
-        uint32_t f = get_u32(h + fields[i].at), m = get_u32(mine + fields[i].at);
+        uint32_t f = esa_get_u32(h + fields[i].at), m = esa_get_u32(mine + fields[i].at);
         /* global_pos is folded into the stored A^T only: exact-score files do not depend on it */
         if (fields[i].at == H_GLOBAL && c->d.score_mode == ESA_SCORES_EXACT)
             continue;
@@ -126,9 +92,9 @@ static esa_status check_header(const esa_cache *c, const uint8_t *h, const char 
             return esa_fail(ctx, ESA_ERROR_FILE_MISMATCH, "%s: %s is %u in the file, %u in this cache", path,
                             fields[i].name, f, m);
     }
-    if (get_u32(h + H_MAX_LEN) > c->d.max_tokens)
+    if (esa_get_u32(h + H_MAX_LEN) > c->d.max_tokens)
         return esa_fail(ctx, ESA_ERROR_CAPACITY, "%s holds %u tokens in a layer; this cache's max_tokens is %u",
-                        path, get_u32(h + H_MAX_LEN), c->d.max_tokens);
+                        path, esa_get_u32(h + H_MAX_LEN), c->d.max_tokens);
     return ESA_SUCCESS;
 }
 
@@ -202,7 +168,7 @@ static esa_status save_array(io *o, const array *a, uint64_t *h)
         if (s != ESA_SUCCESS)
             return s;
         esa_buffer_invalidate(o->ctx, &o->staging);
-        *h = hash_words(*h, o->staging.map, (size_t)n);
+        *h = esa_hash_words(*h, o->staging.map, (size_t)n);
         if ((s = write_all(o, o->staging.map, (size_t)n)) != ESA_SUCCESS)
             return s;
         off += n;
@@ -218,7 +184,7 @@ static esa_status load_array(io *o, const array *a, uint64_t *h, int upload)
         esa_status s = read_all(o, o->host, (size_t)n);
         if (s != ESA_SUCCESS)
             return s;
-        *h = hash_words(*h, o->host, (size_t)n);
+        *h = esa_hash_words(*h, o->host, (size_t)n);
         if (upload) {
             memcpy(o->staging.map, o->host, (size_t)n);
             esa_buffer_flush(o->ctx, &o->staging);
@@ -257,17 +223,17 @@ static esa_status save_to(esa_cache *c, io *o)
         esa_layer *L = &c->layers[l];
         int matrices = c->d.score_mode == ESA_SCORES_COMPRESSED && L->ready;
         uint8_t sec[16] = {0};
-        put_u32(sec, l);
-        put_u32(sec + 4, L->len);
-        put_u32(sec + 8, (uint32_t)matrices);
-        uint64_t h = hash_words(HASH_SEED, sec, sizeof sec);
+        esa_put_u32(sec, l);
+        esa_put_u32(sec + 4, L->len);
+        esa_put_u32(sec + 8, (uint32_t)matrices);
+        uint64_t h = esa_hash_words(ESA_HASH_SEED, sec, sizeof sec);
         s = write_all(o, sec, sizeof sec);
         array a[5];
         uint32_t na = layer_arrays(c, l, L->len, matrices, a);
         for (uint32_t i = 0; s == ESA_SUCCESS && i < na; i++)
             s = save_array(o, &a[i], &h);
         uint8_t tail[8];
-        put_u64(tail, h);
+        esa_put_u64(tail, h);
         if (s == ESA_SUCCESS)
             s = write_all(o, tail, sizeof tail);
     }
@@ -284,13 +250,13 @@ static esa_status load_pass(esa_cache *c, io *o, int upload, uint32_t *lens, int
     esa_status s = read_all(o, head, sizeof head);
     if (s == ESA_SUCCESS)
         s = check_header(c, head, o->path);
-    uint32_t max_len = s == ESA_SUCCESS ? get_u32(head + H_MAX_LEN) : 0;
+    uint32_t max_len = s == ESA_SUCCESS ? esa_get_u32(head + H_MAX_LEN) : 0;
     for (uint32_t l = 0; s == ESA_SUCCESS && l < c->d.n_layers; l++) {
         uint8_t sec[16];
         if ((s = read_all(o, sec, sizeof sec)) != ESA_SUCCESS)
             break;
-        uint32_t len = get_u32(sec + 4), m = get_u32(sec + 8);
-        if (get_u32(sec) != l || len > max_len || m > 1 || get_u32(sec + 12) != 0 ||
+        uint32_t len = esa_get_u32(sec + 4), m = esa_get_u32(sec + 8);
+        if (esa_get_u32(sec) != l || len > max_len || m > 1 || esa_get_u32(sec + 12) != 0 ||
             (m && c->d.score_mode != ESA_SCORES_COMPRESSED) ||
             (!m && len && c->d.score_mode == ESA_SCORES_COMPRESSED)) {
             s = esa_fail(c->ctx, ESA_ERROR_FILE_CORRUPT, "%s: layer %u's section head is damaged", o->path, l);
@@ -300,13 +266,13 @@ static esa_status load_pass(esa_cache *c, io *o, int upload, uint32_t *lens, int
         mats[l] = (int)m;
         if (upload && (s = make_pages(c, l, len)) != ESA_SUCCESS)
             break;
-        uint64_t h = hash_words(HASH_SEED, sec, sizeof sec);
+        uint64_t h = esa_hash_words(ESA_HASH_SEED, sec, sizeof sec);
         array a[5];
         uint32_t na = layer_arrays(c, l, len, (int)m, a);
         for (uint32_t i = 0; s == ESA_SUCCESS && i < na; i++)
             s = load_array(o, &a[i], &h, upload);
         uint8_t tail[8];
-        if (s == ESA_SUCCESS && (s = read_all(o, tail, sizeof tail)) == ESA_SUCCESS && get_u64(tail) != h)
+        if (s == ESA_SUCCESS && (s = read_all(o, tail, sizeof tail)) == ESA_SUCCESS && esa_get_u64(tail) != h)
             s = esa_fail(c->ctx, ESA_ERROR_FILE_CORRUPT, "%s: layer %u fails its checksum", o->path, l);
     }
     uint8_t end[9];
