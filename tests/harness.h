@@ -86,6 +86,21 @@ static inline esa_cache *harness_cache(esa_context *ctx, esa_cache_desc d, const
     return c;
 }
 
+/* esa-vk's file header hash (src/bytes.h: FNV-1a over little-endian 64-bit words) of h's
+ * first n bytes, written after them: for tests that forge a valid header. */
+static inline void harness_rehash(uint8_t *h, size_t n)
+{
+    uint64_t x = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i += 8) {
+        uint64_t w = 0;
+        for (int j = 7; j >= 0; j--)
+            w = w << 8 | h[i + (size_t)j];
+        x = (x ^ w) * 0x100000001b3ull;
+    }
+    for (int j = 0; j < 8; j++)
+        h[n + (size_t)j] = (uint8_t)(x >> (8 * j));
+}
+
 static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
 static void rng_seed(uint64_t s) { g_rng = s * 0x9e3779b97f4a7c15ull + 1; }
 static uint64_t rng_u64(void)

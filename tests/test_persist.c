@@ -70,20 +70,6 @@ static void write_bytes(const char *path, const uint8_t *b, size_t n)
     }
 }
 
-/* The format's header hash (src/persist.c): FNV-1a over little-endian 64-bit words. */
-static void rehash_header(uint8_t *h)
-{
-    uint64_t x = 0xcbf29ce484222325ull;
-    for (int i = 0; i < 120; i += 8) {
-        uint64_t w = 0;
-        for (int j = 7; j >= 0; j--)
-            w = w << 8 | h[i + j];
-        x = (x ^ w) * 0x100000001b3ull;
-    }
-    for (int j = 0; j < 8; j++)
-        h[120 + j] = (uint8_t)(x >> (8 * j));
-}
-
 /* A damaged copy of the file must be refused with `want`, and the cache (3 tokens a layer)
  * must still hold its 3 tokens. */
 static void refused(esa_context *ctx, esa_cache *c, const uint8_t *file, size_t n, const char *what,
@@ -183,11 +169,11 @@ int main(void)
         refused(ctx, c, bad, n, "header bit", ESA_ERROR_FILE_CORRUPT, "header");
         memcpy(bad, file, n);
         bad[8] = 2;
-        rehash_header(bad);
+        harness_rehash(bad, 120);
         refused(ctx, c, bad, n, "version 2", ESA_ERROR_FILE_MISMATCH, "version 2");
         memcpy(bad, file, n);
         bad[56] = 65; /* max length 65 > max_tokens 64 */
-        rehash_header(bad);
+        harness_rehash(bad, 120);
         refused(ctx, c, bad, n, "too long", ESA_ERROR_CAPACITY, "max_tokens");
         /* payload: a bit in layer 0's keys, in the last layer's matrices, a section head */
         memcpy(bad, file, n);
