@@ -51,6 +51,11 @@ struct esar_model_gpu {
     esag_buffer logits;              /* [logit_rows][V], made when first needed */
     uint32_t logit_rows;
     esar_model_gpu_stats stats;
+    /* the q/k tap: every layer's q [T][Hd] and k [T][Gd] of a chunk, [n_layers][C][Hd + Gd] */
+    esag_buffer tap;
+    esar_qk_tap_fn tap_fn;
+    void *tap_user;
+    float *tap_host;                 /* one layer's part, read back */
 };
 
 /* ---- errors ------------------------------------------------------------------------------ */
@@ -344,7 +349,9 @@ void esar_model_gpu_destroy(esar_model_gpu *m)
     esa_cache_destroy(m->cache);
     for (uint32_t l = 0; m->layers && l < m->cfg.n_layers; l++)
         esag_buffer_destroy(m->rt, &m->layers[l].buf);
-    esag_buffer *bufs[] = {&m->globals, &m->ids, &m->x, &m->xn, &m->qkv, &m->attn, &m->gu, &m->h, &m->logits};
+    esag_buffer *bufs[] = {&m->globals, &m->ids, &m->x, &m->xn, &m->qkv, &m->attn, &m->gu, &m->h, &m->logits,
+                           &m->tap};
+    free(m->tap_host);
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         esag_buffer_destroy(m->rt, bufs[i]);
     free(m->layers);
@@ -353,6 +360,46 @@ void esar_model_gpu_destroy(esar_model_gpu *m)
 
 const esar_llama_config *esar_model_gpu_config(const esar_model_gpu *m) { return m ? &m->cfg : NULL; }
 uint32_t esar_model_gpu_pos(const esar_model_gpu *m) { return m ? m->pos : 0; }
+
+esar_status esar_model_gpu_set_qk_tap(esar_model_gpu *m, esar_qk_tap_fn fn, void *user, esar_err *err)
+{
+    if (!m)
+        return esar_fail(err, ESAR_ERR_ARG, "model_gpu: NULL argument");
+    esag_buffer_destroy(m->rt, &m->tap);
+    free(m->tap_host);
+    m->tap_host = NULL;
+    m->tap_fn = NULL;
+    if (!fn)
+        return ESAR_OK;
+    const esar_llama_config *c = &m->cfg;
+    uint64_t per = (uint64_t)m->chunk * (c->n_heads + c->n_kv_heads) * c->head_dim;
+    esag_status gs = esag_buffer_create(m->rt, per * c->n_layers * sizeof(float), ESAG_MEM_READBACK, &m->tap);
+    if (gs != ESAG_OK)
+        return rt_fail(m, err, gs, "esag_buffer_create (q/k tap)", NO_LAYER);
+    m->tap_host = malloc(per * sizeof(float));
+    if (!m->tap_host) {
+        esag_buffer_destroy(m->rt, &m->tap);
+        return esar_fail(err, ESAR_ERR_NOMEM, "model_gpu: q/k tap");
+    }
+    m->tap_fn = fn;
+    m->tap_user = user;
+    return ESAR_OK;
+}
+
+/* The tap's calls for a chunk that has run. */
+static esar_status call_tap(esar_model_gpu *m, uint32_t T, esar_err *err)
+{
+    const esar_llama_config *c = &m->cfg;
+    const uint32_t Hd = c->n_heads * c->head_dim, Gd = c->n_kv_heads * c->head_dim;
+    for (uint32_t l = 0; l < c->n_layers; l++) {
+        esag_status gs = esag_buffer_read(m->rt, &m->tap, (VkDeviceSize)l * m->chunk * (Hd + Gd) * sizeof(float),
+                                          m->tap_host, (size_t)T * (Hd + Gd) * sizeof(float));
+        if (gs != ESAG_OK)
+            return rt_fail(m, err, gs, "esag_buffer_read (q/k tap)", l);
+        m->tap_fn(m->tap_user, l, m->pos, T, m->tap_host, m->tap_host + (size_t)T * Hd);
+    }
+    return ESAR_OK;
+}
 
 const esa_cache *esar_model_gpu_cache(const esar_model_gpu *m)
 {
@@ -430,6 +477,9 @@ static esar_status record_layer(esar_model_gpu *m, VkCommandBuffer cb, uint32_t 
             "esag_cmd_matmul attn_v", l);
     }
     esag_cmd_barrier(rt, cb); /* esa_cmd_attend reads q, k, v */
+    if (m->tap_fn) /* q then k are back to back for T tokens */
+        esag_cmd_copy(rt, cb, &m->qkv, 0, &m->tap, (VkDeviceSize)l * m->chunk * (Hd + Gd) * sizeof(float),
+                      (VkDeviceSize)T * (Hd + Gd) * sizeof(float));
     esa_step_buffers sb = {.q = q, .k = kk, .v = v, .out = attn, .dtype = ESA_F32, .attention = m->attention};
     esa_status es = esa_cmd_attend(m->cache, cb, l, T, &sb, NULL);
     if (es != ESA_SUCCESS)
@@ -558,6 +608,8 @@ esar_status esar_model_gpu_forward(esar_model_gpu *m, const int32_t *tokens, uin
         double ms = 0.0;
         int completed;
         st = run_chunk(m, tokens + done, T, rows, &ms, &completed, err);
+        if (completed && !st && m->tap_fn)
+            st = call_tap(m, T, err); /* at m->pos, the chunk's first position */
         if (completed) {
             m->pos += T;
             if (n > 1)

@@ -78,6 +78,15 @@ esar_status esar_model_gpu_forward(esar_model_gpu *m, const int32_t *tokens, uin
                                    float *logits, int last_only, esar_progress_fn progress,
                                    void *user, esar_err *err);
 
+/* Called after each chunk has run, once per layer in order, with that layer's queries
+ * q [T][H*d] and keys k [T][G*d] of the chunk, f32, before RoPE (as the attention receives
+ * them), for the tokens at positions pos0 .. pos0 + T - 1; the arrays are valid during the call. */
+typedef void (*esar_qk_tap_fn)(void *user, uint32_t layer, uint32_t pos0, uint32_t T, const float *q,
+                               const float *k);
+/* Install (fn non-NULL) or remove the tap: calibration dumps (ESA-SPEC 6). It costs a copy of
+ * every layer's q and k to host memory per chunk. DEVICE when its buffer cannot be made. */
+esar_status esar_model_gpu_set_qk_tap(esar_model_gpu *m, esar_qk_tap_fn fn, void *user, esar_err *err);
+
 /* Device time of the calls so far, by timestamps (first to last command of each chunk's
  * submission): calls of more than one token (prefill) and of one token (decode), with their
  * token counts. All zero on a queue without timestamps. */

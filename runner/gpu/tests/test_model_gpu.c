@@ -239,6 +239,65 @@ static void progress_record(void *user, uint32_t done, uint32_t total)
     p->total = total;
 }
 
+/* What the q/k tap delivered: [layer][position][Hd] and [Gd], and where it was called. */
+typedef struct tap_log {
+    uint32_t hd, gd, calls, bad_order;
+    uint32_t next_layer, next_pos;
+    float q[TL][TINY_N][TH * 16], k[TL][TINY_N][TG * 16];
+} tap_log;
+
+static void tap_record(void *user, uint32_t layer, uint32_t pos0, uint32_t T, const float *q, const float *k)
+{
+    tap_log *t = user;
+    t->calls++;
+    if (layer != t->next_layer || pos0 != t->next_pos || layer >= TL || pos0 + T > TINY_N) {
+        t->bad_order++;
+        return;
+    }
+    memcpy(t->q[layer][pos0], q, sizeof(float) * T * t->hd);
+    memcpy(t->k[layer][pos0], k, sizeof(float) * T * t->gd);
+    t->next_layer = (layer + 1) % TL;
+    if (t->next_layer == 0)
+        t->next_pos = pos0 + T;
+}
+
+/* 20 tokens in chunks of 8 and one at a time give the same queries and keys, each delivered
+ * once, layer after layer, chunk after chunk; layer 0's keys do not depend on attention. */
+static void tap_check(esar_model_gpu *m, const int32_t *toks)
+{
+    static tap_log a, b;
+    esar_err err;
+    const esar_llama_config *c = esar_model_gpu_config(m);
+    a = (tap_log){.hd = c->n_heads * c->head_dim, .gd = c->n_kv_heads * c->head_dim};
+    b = a;
+    EXPECT_OK(esar_model_gpu_truncate(m, 0, &err), &err);
+    EXPECT_OK(esar_model_gpu_set_qk_tap(m, tap_record, &a, &err), &err);
+    EXPECT_OK(esar_model_gpu_forward(m, toks, 20, NULL, 0, NULL, NULL, &err), &err);
+    EXPECT(a.calls == 3 * TL && !a.bad_order && a.next_pos == 20, "tap: %u calls, %u out of order, up to %u",
+           a.calls, a.bad_order, a.next_pos);
+    EXPECT_OK(esar_model_gpu_truncate(m, 0, &err), &err);
+    EXPECT_OK(esar_model_gpu_set_qk_tap(m, tap_record, &b, &err), &err);
+    for (uint32_t t = 0; t < 20; t++)
+        EXPECT_OK(esar_model_gpu_forward(m, toks + t, 1, NULL, 0, NULL, NULL, &err), &err);
+    EXPECT(b.calls == 20 * TL && !b.bad_order, "tap, one token a call: %u calls, %u out of order", b.calls,
+           b.bad_order);
+    for (uint32_t l = 0; l < TL; l++) {
+        char what[64];
+        snprintf(what, sizeof what, "tap layer %u queries, chunks vs one a call", l);
+        compare(what, &b.q[l][0][0], &a.q[l][0][0], 20, a.hd, PATH_TOL_TINY);
+        snprintf(what, sizeof what, "tap layer %u keys, chunks vs one a call", l);
+        compare(what, &b.k[l][0][0], &a.k[l][0][0], 20, a.gd, PATH_TOL_TINY);
+    }
+    double mx = 0;
+    for (uint32_t i = 0; i < 20 * a.gd; i++)
+        mx = fmax(mx, fabs((double)(&a.k[1][0][0])[i]));
+    EXPECT(mx > 0.01, "tap: layer 1's keys are all near zero (max %g)", mx);
+    EXPECT_OK(esar_model_gpu_set_qk_tap(m, NULL, NULL, &err), &err);
+    uint32_t before = a.calls;
+    EXPECT_OK(esar_model_gpu_forward(m, toks + 20, 1, NULL, 0, NULL, NULL, &err), &err);
+    EXPECT(a.calls == before && b.calls == 20 * TL, "a removed tap was called");
+}
+
 static void test_tiny(void)
 {
     env e;
@@ -295,6 +354,9 @@ static void test_tiny(void)
            (unsigned long long)st.prefill_tokens);
     if (esag_rt_device_info(e.rt)->timestamp_period_ns > 0.0f)
         EXPECT(st.prefill_ms > 0.0 && st.decode_ms > 0.0, "device times %g %g ms", st.prefill_ms, st.decode_ms);
+
+    /* the q/k tap: every (layer, position) once, in order, chunked as one token at a time */
+    tap_check(m, toks);
 
     /* 3. the dense logits of 40 tokens, for the attention modes */
     static float dense[TINY_N][TV], got[TINY_N][TV];
