@@ -13,6 +13,7 @@
 #define _POSIX_C_SOURCE 200809L /* clock_gettime, isatty */
 #include "chat.h"
 #include "haystack.h"
+#include "calib/qk_file.h"
 #include "model_gpu.h"
 #include "sample.h"
 #include "tokenizer.h"
@@ -42,6 +43,8 @@ typedef struct options {
     double depth;
     uint32_t tps[16], n_tps, decode_tokens;
     esar_model_gpu_desc md;
+    const char *dump_qk;            /* --dump-qk: calibration samples (tools/calib/qk_file.h) */
+    uint32_t dump_tokens;
 } options;
 
 static const char *attn_name(esa_attention a)
@@ -95,6 +98,10 @@ static void usage(void)
         "                      device); the other pages live in host memory (esa-vk paging)\n"
         "  --page-tokens N     tokens a K/V page (a power of two, default 256)\n"
         "  --kv-read HOW       auto, direct or copy: how host pages are read (default auto)\n"
+        "  --dump-qk FILE      write every layer's queries and keys over the prompt (the first\n"
+        "                      --attention's run) to FILE, safetensors (tools/calib/qk_file.h):\n"
+        "                      esa-calib's input\n"
+        "  --dump-tokens N     only the prompt's first N tokens (default: all of it)\n"
         "  --device NAME|INDEX device by name substring or index (default: $ESA_DEVICE, else\n"
         "                      the first discrete, integrated, virtual, then CPU device)\n"
         "  --validate          the Vulkan validation layer on; messages fail the run\n"
@@ -182,7 +189,8 @@ static int parse(int argc, char **argv, options *o)
 {
     enum { O_MODEL = 256, O_PFILE, O_RAW, O_CHAT, O_SYSTEM, O_ATTN, O_NPRED, O_TEMP, O_TOPP, O_SEED, O_PASSKEY,
            O_DEPTH, O_PVALUE, O_CHECK, O_TPS, O_DECODE, O_OUT, O_CTX, O_INITIAL, O_LOCAL, O_TOPK, O_CHUNK,
-           O_RADIUS, O_GPOS, O_POSITIONS, O_DEVICE, O_VALIDATE, O_QUIET, O_NOPLOTS, O_KVB, O_PAGE, O_KVREAD };
+           O_RADIUS, O_GPOS, O_POSITIONS, O_DEVICE, O_VALIDATE, O_QUIET, O_NOPLOTS, O_KVB, O_PAGE, O_KVREAD,
+           O_DUMP, O_DUMPN };
     static const struct option longs[] = {
         {"model", 1, 0, O_MODEL}, {"prompt-file", 1, 0, O_PFILE}, {"raw", 0, 0, O_RAW}, {"chat", 0, 0, O_CHAT},
         {"system", 1, 0, O_SYSTEM}, {"attention", 1, 0, O_ATTN}, {"n-predict", 1, 0, O_NPRED},
@@ -194,6 +202,7 @@ static int parse(int argc, char **argv, options *o)
         {"global-pos", 1, 0, O_GPOS}, {"positions", 1, 0, O_POSITIONS}, {"device", 1, 0, O_DEVICE},
         {"validate", 0, 0, O_VALIDATE}, {"quiet", 0, 0, O_QUIET}, {"no-plots", 0, 0, O_NOPLOTS},
         {"kv-budget", 1, 0, O_KVB}, {"page-tokens", 1, 0, O_PAGE}, {"kv-read", 1, 0, O_KVREAD},
+        {"dump-qk", 1, 0, O_DUMP}, {"dump-tokens", 1, 0, O_DUMPN},
         {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->attn[0] = ESA_ATTENTION_ESA;
@@ -254,6 +263,8 @@ static int parse(int argc, char **argv, options *o)
             ok = parse_float("kv-budget", optarg, 0.001, 1e9, &f);
             o->md.kv_device_budget = (uint64_t)(f * 1048576.0);
             break;
+        case O_DUMP: o->dump_qk = optarg; break;
+        case O_DUMPN: ok = parse_u32("dump-tokens", optarg, 1, ESA_MAX_TOKENS, &o->dump_tokens); break;
         case O_PAGE: ok = parse_u32("page-tokens", optarg, 16, 65536, &o->md.page_tokens); break;
         case O_KVREAD:
             if (!strcmp(optarg, "direct") || !strcmp(optarg, "copy") || !strcmp(optarg, "auto"))
@@ -802,6 +813,19 @@ static void teardown(run *R)
     free(R->logits);
 }
 
+/* The q/k tap writing --dump-qk. */
+typedef struct dump {
+    qk_file w;
+    int failed;
+} dump;
+
+static void dump_rows(void *user, uint32_t layer, uint32_t pos0, uint32_t T, const float *q, const float *k)
+{
+    dump *d = user;
+    if (!d->failed && qk_write_rows(&d->w, layer, pos0, T, q, k) != 0)
+        d->failed = 1;
+}
+
 int main(int argc, char **argv)
 {
     run R = {0};
@@ -946,6 +970,24 @@ int main(int argc, char **argv)
         if (o->passkey_tokens)
             fprintf(stderr, "esa-run: pass key %u at depth %.2f of a %u-token prompt (%.1fx the trained context)\n",
                     o->passkey_value, o->depth, n, (double)n / cfg->n_ctx_train);
+        static dump dq;
+        if (o->dump_qk) {
+            char msg[512];
+            qk_meta meta = {.n_layers = cfg->n_layers, .n_heads = cfg->n_heads, .n_kv_heads = cfg->n_kv_heads,
+                            .head_dim = cfg->head_dim, .rope_dims = cfg->rope_dims, .rope_theta = cfg->rope_theta,
+                            .n_tokens = o->dump_tokens && o->dump_tokens < n ? o->dump_tokens : n};
+            snprintf(meta.source, sizeof meta.source, "%s over %s", o->model,
+                     o->prompt_file ? o->prompt_file : o->passkey_tokens ? "a pass-key prompt" : "the prompt");
+            snprintf(meta.attention, sizeof meta.attention, "%s", attn_name(o->attn[0]));
+            if (qk_write_open(&dq.w, o->dump_qk, &meta, msg, sizeof msg) != 0 ||
+                esar_model_gpu_set_qk_tap(R.m, dump_rows, &dq, &err) != ESAR_OK) {
+                fprintf(stderr, "esa-run: --dump-qk: %s\n", dq.w.f ? err.msg : msg);
+                qk_close(&dq.w);
+                free(prompt);
+                teardown(&R);
+                return 1;
+            }
+        }
         for (uint32_t i = 0; i < o->n_attn; i++) {
             stream st = {0};
             char head[96] = "";
@@ -962,6 +1004,18 @@ int main(int argc, char **argv)
                     rc = 2;
             }
             free(st.all);
+            if (i == 0 && o->dump_qk) { /* the first attention's run only */
+                char msg[512];
+                esar_model_gpu_set_qk_tap(R.m, NULL, NULL, &err);
+                qk_meta meta = dq.w.m;
+                if (dq.failed || qk_write_close(&dq.w, o->dump_qk, msg, sizeof msg) != 0) {
+                    fprintf(stderr, "esa-run: --dump-qk: %s\n", dq.failed ? "writing the file failed" : msg);
+                    rc = 1;
+                } else {
+                    fprintf(stderr, "esa-run: wrote the queries and keys of %u tokens x %u layers to %s\n",
+                            meta.n_tokens, meta.n_layers, o->dump_qk);
+                }
+            }
         }
         if (o->n_tps && !write_tps(&R, rows, nr, argc, argv))
             rc = 1;
