@@ -3,6 +3,7 @@
 #ifndef ESA_TEST_HARNESS_H
 #define ESA_TEST_HARNESS_H
 
+#include "expect.h"
 #include "esa.h"
 
 #include <math.h>
@@ -12,17 +13,6 @@
 
 #define SKIP_CODE 77 /* CTest's SKIP_RETURN_CODE */
 
-static int g_failures;
-
-#define EXPECT(cond, ...)                                                                      \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            g_failures++;                                                                      \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                               \
-            fprintf(stderr, __VA_ARGS__);                                                      \
-            fputc('\n', stderr);                                                               \
-        }                                                                                      \
-    } while (0)
 
 #define EXPECT_STATUS(call, want)                                                              \
     do {                                                                                       \
@@ -62,12 +52,7 @@ static int harness_finish(esa_context *ctx, const char *name)
     uint32_t v = esa_context_validation_count(ctx);
     EXPECT(v == 0, "%u validation messages", v);
     esa_context_destroy(ctx);
-    if (g_failures) {
-        fprintf(stderr, "%s: %d failures\n", name, g_failures);
-        return 1;
-    }
-    fprintf(stderr, "%s: passed\n", name);
-    return 0;
+    return expect_finish(name);
 }
 
 /* A cache of desc, or NULL after a failure; with a (not NULL) and compressed scores, every

@@ -3,6 +3,7 @@
 #ifndef ESA_RUNNER_HARNESS_H
 #define ESA_RUNNER_HARNESS_H
 
+#include "expect.h"
 #include "model_path.h"
 #include "status.h"
 
@@ -12,17 +13,6 @@
 
 #define SKIP_CODE 77 /* CTest's SKIP_RETURN_CODE */
 
-static int g_failures;
-
-#define EXPECT(cond, ...)                                                                      \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            g_failures++;                                                                      \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                               \
-            fprintf(stderr, __VA_ARGS__);                                                      \
-            fputc('\n', stderr);                                                               \
-        }                                                                                      \
-    } while (0)
 
 /* A call that must succeed; prints the runner's message when it does not. */
 #define EXPECT_OK(call, errp)                                                                  \
@@ -33,12 +23,7 @@ static int g_failures;
 
 static inline int runner_finish(const char *name)
 {
-    if (g_failures) {
-        fprintf(stderr, "%s: %d failures\n", name, g_failures);
-        return 1;
-    }
-    fprintf(stderr, "%s: passed\n", name);
-    return 0;
+    return expect_finish(name);
 }
 
 #endif

@@ -1,6 +1,7 @@
 /* test_fit.c - the compression fit (tools/calib/fit.c) on synthetic data: the closed form is
  * never worse than PCA or random maps on the objective, equals a brute-force optimum on a
  * problem small enough to search, and recovers planted low-rank structure exactly. */
+#include "expect.h"
 #include "calib/fit.h"
 
 #include <math.h>
@@ -9,16 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int g_failures;
-#define EXPECT(cond, ...)                                                                      \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            g_failures++;                                                                      \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                               \
-            fprintf(stderr, __VA_ARGS__);                                                      \
-            fputc('\n', stderr);                                                               \
-        }                                                                                      \
-    } while (0)
 
 static uint64_t g_rng = 12345;
 static double normal(void)
@@ -212,10 +203,5 @@ int main(void)
     EXPECT(fit_compute(&f, FIT_CLOSED_FORM, 1, 0.0, 0, a, b) == -2, "a fit without data succeeded");
     EXPECT(fit_compute(&f, FIT_CLOSED_FORM, 0, 0.0, 0, a, b) == -2, "d' = 0 accepted");
     fit_data_free(&f);
-    if (g_failures) {
-        fprintf(stderr, "test_fit: %d failures\n", g_failures);
-        return 1;
-    }
-    fprintf(stderr, "test_fit: passed\n");
-    return 0;
+    return expect_finish("test_fit");
 }

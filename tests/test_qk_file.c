@@ -1,6 +1,7 @@
 /* test_qk_file.c - calibration sample files (tools/calib/qk_file.c): rows written in any order
  * read back as written (to fp16), a file another writer made (F32, keys in another order, extra
  * metadata) reads too, and malformed files are refused with a message naming what is wrong. */
+#include "expect.h"
 #include "calib/qk_file.h"
 #include "quant.h"
 
@@ -9,16 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int g_failures;
-#define EXPECT(cond, ...)                                                                      \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            g_failures++;                                                                      \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                               \
-            fprintf(stderr, __VA_ARGS__);                                                      \
-            fputc('\n', stderr);                                                               \
-        }                                                                                      \
-    } while (0)
 
 enum { L = 3, H = 4, G = 2, D = 8, N = 37 };
 
@@ -143,10 +134,5 @@ int main(void)
     refused("no-such-file.safetensors", "cannot open");
     remove(other);
     remove(path);
-    if (g_failures) {
-        fprintf(stderr, "test_qk_file: %d failures\n", g_failures);
-        return 1;
-    }
-    fprintf(stderr, "test_qk_file: passed\n");
-    return 0;
+    return expect_finish("test_qk_file");
 }

@@ -96,12 +96,7 @@ static inline int rg_finish(esag_rt *rt, const char *name)
     uint32_t v = esag_rt_validation_count(rt);
     EXPECT(v == 0, "%u validation messages", v);
     esag_rt_destroy(rt);
-    if (g_failures) {
-        fprintf(stderr, "%s: %d failures\n", name, g_failures);
-        return 1;
-    }
-    fprintf(stderr, "%s: passed\n", name);
-    return 0;
+    return expect_finish(name);
 }
 
 #endif
