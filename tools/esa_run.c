@@ -98,10 +98,12 @@ static void usage(void)
         "                      device); the other pages live in host memory (esa-vk paging)\n"
         "  --page-tokens N     tokens a K/V page (a power of two, default 256)\n"
         "  --kv-read HOW       auto, direct or copy: how host pages are read (default auto)\n"
+        "  --compression FILE  select by compressed scores with FILE's matrices (esa-calib fit;\n"
+        "                      default: exact full-dimension scores); w is the file's\n"
         "  --dump-qk FILE      write every layer's queries and keys over the prompt (the first\n"
         "                      --attention's run) to FILE, safetensors (tools/calib/qk_file.h):\n"
         "                      esa-calib's input\n"
-        "  --dump-tokens N     only the prompt's first N tokens (default: all of it)\n"
+        "  --dump-tokens N     only the prompt's first N tokens, the rest not run (default: all)\n"
         "  --device NAME|INDEX device by name substring or index (default: $ESA_DEVICE, else\n"
         "                      the first discrete, integrated, virtual, then CPU device)\n"
         "  --validate          the Vulkan validation layer on; messages fail the run\n"
@@ -190,7 +192,7 @@ static int parse(int argc, char **argv, options *o)
     enum { O_MODEL = 256, O_PFILE, O_RAW, O_CHAT, O_SYSTEM, O_ATTN, O_NPRED, O_TEMP, O_TOPP, O_SEED, O_PASSKEY,
            O_DEPTH, O_PVALUE, O_CHECK, O_TPS, O_DECODE, O_OUT, O_CTX, O_INITIAL, O_LOCAL, O_TOPK, O_CHUNK,
            O_RADIUS, O_GPOS, O_POSITIONS, O_DEVICE, O_VALIDATE, O_QUIET, O_NOPLOTS, O_KVB, O_PAGE, O_KVREAD,
-           O_DUMP, O_DUMPN };
+           O_DUMP, O_DUMPN, O_COMP };
     static const struct option longs[] = {
         {"model", 1, 0, O_MODEL}, {"prompt-file", 1, 0, O_PFILE}, {"raw", 0, 0, O_RAW}, {"chat", 0, 0, O_CHAT},
         {"system", 1, 0, O_SYSTEM}, {"attention", 1, 0, O_ATTN}, {"n-predict", 1, 0, O_NPRED},
@@ -202,7 +204,7 @@ static int parse(int argc, char **argv, options *o)
         {"global-pos", 1, 0, O_GPOS}, {"positions", 1, 0, O_POSITIONS}, {"device", 1, 0, O_DEVICE},
         {"validate", 0, 0, O_VALIDATE}, {"quiet", 0, 0, O_QUIET}, {"no-plots", 0, 0, O_NOPLOTS},
         {"kv-budget", 1, 0, O_KVB}, {"page-tokens", 1, 0, O_PAGE}, {"kv-read", 1, 0, O_KVREAD},
-        {"dump-qk", 1, 0, O_DUMP}, {"dump-tokens", 1, 0, O_DUMPN},
+        {"dump-qk", 1, 0, O_DUMP}, {"dump-tokens", 1, 0, O_DUMPN}, {"compression", 1, 0, O_COMP},
         {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->attn[0] = ESA_ATTENTION_ESA;
@@ -264,6 +266,7 @@ static int parse(int argc, char **argv, options *o)
             o->md.kv_device_budget = (uint64_t)(f * 1048576.0);
             break;
         case O_DUMP: o->dump_qk = optarg; break;
+        case O_COMP: o->md.compression_file = optarg; break;
         case O_DUMPN: ok = parse_u32("dump-tokens", optarg, 1, ESA_MAX_TOKENS, &o->dump_tokens); break;
         case O_PAGE: ok = parse_u32("page-tokens", optarg, 16, 65536, &o->md.page_tokens); break;
         case O_KVREAD:
@@ -905,6 +908,8 @@ int main(int argc, char **argv)
             teardown(&R);
             return 1;
         }
+        if (o->dump_qk && o->dump_tokens && o->dump_tokens < n)
+            n = o->dump_tokens; /* the rest of the prompt would not be dumped: not run either */
         need = n + (o->n_predict > o->decode_tokens ? o->n_predict : o->decode_tokens) + 1;
         if (o->n_tps && o->tps[o->n_tps - 1] >= n) {
             fprintf(stderr, "esa-run: --tps lengths must be below the prompt's %u tokens\n", n);
@@ -914,6 +919,11 @@ int main(int argc, char **argv)
         }
     }
     o->md.max_tokens = o->ctx ? o->ctx : need;
+    if (o->md.compression_file && !o->md.global_pos) { /* the matrices act on queries rotated at the file's w */
+        esa_compression_info ci;
+        if (esa_compression_read(NULL, o->md.compression_file, &ci, NULL, NULL) == ESA_SUCCESS)
+            o->md.global_pos = ci.global_pos; /* a bad file is named when the cache loads it */
+    }
     if (o->md.max_tokens < need) {
         fprintf(stderr, "esa-run: --ctx %u is too small: the prompt and --n-predict need %u\n", o->ctx, need);
         free(prompt);

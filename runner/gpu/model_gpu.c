@@ -237,14 +237,20 @@ static esar_status upload_layer(esar_model_gpu *m, const esar_gguf *g, uint32_t 
 static esar_status make_cache(esar_model_gpu *m, const esar_model_gpu_desc *desc, esar_err *err)
 {
     const esar_llama_config *c = &m->cfg;
-    const int compressed = desc->compress_a != NULL;
+    esa_compression_info file = {0};
+    if (desc->compression_file) { /* its d'; esa_cache_load_compression checks the rest */
+        esa_status es = esa_compression_read(m->ctx, desc->compression_file, &file, NULL, NULL);
+        if (es != ESA_SUCCESS)
+            return attention_fail(m, err, es, "esa_compression_read", NO_LAYER);
+    }
+    const int compressed = desc->compress_a != NULL || desc->compression_file != NULL;
     esa_cache_desc cd = {
         .n_layers = c->n_layers, .n_heads = c->n_heads, .n_kv_heads = c->n_kv_heads, .head_dim = c->head_dim,
         .rope_dims = c->rope_dims, .rope_theta = c->rope_theta,
         .rope_style = ESA_ROPE_INTERLEAVED, /* model_ref.h: pairs (2i, 2i+1), llama.cpp's normal RoPE */
         .scale = (float)(1.0 / sqrt((double)c->head_dim)),
         .n_initial = desc->n_initial, .n_local = desc->n_local, .top_k = desc->top_k,
-        .compress_dim = compressed ? desc->compress_dim : 0, /* unused with exact scores */
+        .compress_dim = desc->compression_file ? file.compress_dim : compressed ? desc->compress_dim : 0,
         .proximity_radius = desc->proximity_radius, .chunk = desc->chunk, .global_pos = desc->global_pos,
         .position_mode = desc->position_mode,
         .score_mode = compressed ? ESA_SCORES_COMPRESSED : ESA_SCORES_EXACT,
@@ -254,7 +260,9 @@ static esar_status make_cache(esar_model_gpu *m, const esar_model_gpu_desc *desc
     esa_status es = esa_cache_create(m->ctx, &cd, &m->cache);
     if (es != ESA_SUCCESS)
         return attention_fail(m, err, es, "esa_cache_create", NO_LAYER);
-    for (uint32_t l = 0; compressed && l < c->n_layers; l++)
+    if (desc->compression_file && (es = esa_cache_load_compression(m->cache, desc->compression_file)) != ESA_SUCCESS)
+        return attention_fail(m, err, es, "esa_cache_load_compression", NO_LAYER);
+    for (uint32_t l = 0; desc->compress_a && !desc->compression_file && l < c->n_layers; l++)
         if ((es = esa_cache_set_compression(m->cache, l, desc->compress_a[l], desc->compress_b[l])) != ESA_SUCCESS)
             return attention_fail(m, err, es, "esa_cache_set_compression", l);
     if ((es = esa_cache_get_desc(m->cache, &cd)) != ESA_SUCCESS)

@@ -40,6 +40,10 @@ typedef struct esar_model_gpu_desc {
     uint32_t compress_dim;
     const float *const *compress_a;
     const float *const *compress_b;
+    /* Or an esa-vk compression file (esa-calib), loaded with esa_cache_load_compression, which
+     * checks it against the model (a mismatch is DEVICE naming the field); it takes precedence
+     * over compress_a/b, and its d' over compress_dim. global_pos must be the file's. */
+    const char *compression_file;
     /* K/V paging (esa_cache_desc; 0: every page on the device) */
     uint64_t kv_device_budget;
     uint32_t page_tokens, kv_read;
