@@ -72,6 +72,16 @@ static int rotated_queries(qk_file *r, uint32_t layer, uint32_t row0, uint32_t n
     return 1;
 }
 
+/* The samples file, or 0 after saying why. */
+static int open_samples(qk_file *r, const char *path)
+{
+    char err[512];
+    if (qk_read_open(r, path, err, sizeof err) == 0)
+        return 1;
+    fprintf(stderr, "esa-calib: %s\n", err);
+    return 0;
+}
+
 /* ---- fit ---------------------------------------------------------------------------------- */
 
 static int cmd_fit(int argc, char **argv)
@@ -125,11 +135,8 @@ static int cmd_fit(int argc, char **argv)
         return 2;
     }
     qk_file r;
-    char err[512];
-    if (qk_read_open(&r, samples, err, sizeof err) != 0) {
-        fprintf(stderr, "esa-calib: %s\n", err);
+    if (!open_samples(&r, samples))
         return 1;
-    }
     const qk_meta *m = &r.m;
     uint32_t n = tokens && tokens < m->n_tokens ? tokens : m->n_tokens, hd = m->n_heads * m->head_dim,
              gd = m->n_kv_heads * m->head_dim;
@@ -273,11 +280,8 @@ static int cmd_recall(int argc, char **argv)
         return 2;
     }
     qk_file r;
-    char err[512];
-    if (qk_read_open(&r, samples, err, sizeof err) != 0) {
-        fprintf(stderr, "esa-calib: %s\n", err);
+    if (!open_samples(&r, samples))
         return 1;
-    }
     const qk_meta *m = &r.m;
     const uint32_t hd = m->n_heads * m->head_dim, gd = m->n_kv_heads * m->head_dim, N = m->n_tokens;
     int rc = 0;
