@@ -11,6 +11,7 @@
  * a terminal); the generated text to stdout as it comes; timings to stderr at the end.
  * Tools may read the environment: ESA_MODEL (the model file) and ESA_DEVICE (the device). */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime, isatty */
+#include "esa_run.h"
 #include "chat.h"
 #include "haystack.h"
 #include "calib/qk_file.h"
@@ -30,29 +31,14 @@
 #include <unistd.h>
 
 #define DEFAULT_MODEL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
-#define MAX_ATTN 3
 
-typedef struct options {
-    const char *model, *prompt, *prompt_file, *system, *device, *out;
-    int raw, chat, quiet, validate, check, plots;
-    esa_attention attn[MAX_ATTN];
-    uint32_t n_attn;
-    uint32_t n_predict, ctx, seed;
-    float temp, top_p;
-    uint32_t passkey_tokens, passkey_value, passkey_set;
-    double depth;
-    uint32_t tps[16], n_tps, decode_tokens;
-    esar_model_gpu_desc md;
-    const char *dump_qk;            /* --dump-qk: calibration samples (tools/calib/qk_file.h) */
-    uint32_t dump_tokens;
-} options;
 
-static const char *attn_name(esa_attention a)
+const char *attn_name(esa_attention a)
 {
     return a == ESA_ATTENTION_DENSE ? "dense" : a == ESA_ATTENTION_WINDOW ? "window" : "esa";
 }
 
-static double now_s(void)
+double now_s(void)
 {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -100,6 +86,13 @@ static void usage(void)
         "  --kv-read HOW       auto, direct or copy: how host pages are read (default auto)\n"
         "  --compression FILE  select by compressed scores with FILE's matrices (esa-calib fit;\n"
         "                      default: exact full-dimension scores); w is the file's\n"
+        "  --eval TASKS        passkey,multikey: retrieval accuracy over a grid of prompt lengths\n"
+        "                      and needle depths, per method; eval.md/csv/json and heat maps\n"
+        "  --eval-lengths LIST prompt tokens (default 4096)\n"
+        "  --eval-depths LIST  needle depths in [0, 1] (default 0.1,0.3,0.5,0.7,0.9)\n"
+        "  --eval-methods LIST dense, window, esa (exact scores) or compression files (ESA with\n"
+        "                      their matrices); default dense,window,esa\n"
+        "  --eval-out DIR      where the results go (default eval-out)\n"
         "  --dump-qk FILE      write every layer's queries and keys over the prompt (the first\n"
         "                      --attention's run) to FILE, safetensors (tools/calib/qk_file.h):\n"
         "                      esa-calib's input\n"
@@ -186,13 +179,68 @@ static int parse_list(const char *s, options *o)
     return o->n_tps > 0;
 }
 
+/* --eval passkey,multikey */
+static int parse_eval_tasks(const char *s, int *mask)
+{
+    char buf[64];
+    snprintf(buf, sizeof buf, "%s", s);
+    *mask = 0;
+    for (char *t = strtok(buf, ","); t; t = strtok(NULL, ",")) {
+        if (!strcmp(t, "passkey"))
+            *mask |= 1;
+        else if (!strcmp(t, "multikey"))
+            *mask |= 2;
+        else
+            return fprintf(stderr, "esa-run: --eval takes passkey, multikey or both\n"), 0;
+    }
+    return *mask != 0;
+}
+
+/* --eval-lengths (integers, u) or --eval-depths (fractions in [0, 1], d) */
+static int parse_eval_list(const char *s, uint32_t *u, double *d, uint32_t *n)
+{
+    *n = 0;
+    while (*s) {
+        char *e;
+        double v = strtod(s, &e);
+        if (e == s || *n == MAX_EVAL || (u ? v < 64 || v > ESA_MAX_TOKENS - 4096 || v != (uint32_t)v : v < 0 || v > 1))
+            return fprintf(stderr, "esa-run: --eval-%s: \"%s\" (at most %d: lengths 64.., depths 0..1)\n",
+                           u ? "lengths" : "depths", s, MAX_EVAL), 0;
+        if (u)
+            u[(*n)++] = (uint32_t)v;
+        else
+            d[(*n)++] = v;
+        s = *e == ',' ? e + 1 : e;
+        if (*e && *e != ',')
+            return fprintf(stderr, "esa-run: --eval lists are comma-separated\n"), 0;
+    }
+    return *n > 0;
+}
+
+/* --eval-methods dense,window,esa,FILE.esac... (split in a copy: argv stays whole for the
+ * command line the results quote) */
+static int parse_eval_methods(const char *arg, options *o)
+{
+    o->n_eval_method = 0;
+    free(o->eval_methods_buf);
+    if (!(o->eval_methods_buf = malloc(strlen(arg) + 1)))
+        return fprintf(stderr, "esa-run: out of memory\n"), 0;
+    strcpy(o->eval_methods_buf, arg);
+    for (char *t = strtok(o->eval_methods_buf, ","); t; t = strtok(NULL, ",")) {
+        if (o->n_eval_method == MAX_EVAL)
+            return fprintf(stderr, "esa-run: --eval-methods: %d at most\n", MAX_EVAL), 0;
+        o->eval_method[o->n_eval_method++] = t;
+    }
+    return o->n_eval_method > 0;
+}
+
 /* 0 run, 1 help, -1 usage error */
 static int parse(int argc, char **argv, options *o)
 {
     enum { O_MODEL = 256, O_PFILE, O_RAW, O_CHAT, O_SYSTEM, O_ATTN, O_NPRED, O_TEMP, O_TOPP, O_SEED, O_PASSKEY,
            O_DEPTH, O_PVALUE, O_CHECK, O_TPS, O_DECODE, O_OUT, O_CTX, O_INITIAL, O_LOCAL, O_TOPK, O_CHUNK,
            O_RADIUS, O_GPOS, O_POSITIONS, O_DEVICE, O_VALIDATE, O_QUIET, O_NOPLOTS, O_KVB, O_PAGE, O_KVREAD,
-           O_DUMP, O_DUMPN, O_COMP };
+           O_DUMP, O_DUMPN, O_COMP, O_EVAL, O_ELEN, O_EDEPTH, O_EMETH, O_EOUT };
     static const struct option longs[] = {
         {"model", 1, 0, O_MODEL}, {"prompt-file", 1, 0, O_PFILE}, {"raw", 0, 0, O_RAW}, {"chat", 0, 0, O_CHAT},
         {"system", 1, 0, O_SYSTEM}, {"attention", 1, 0, O_ATTN}, {"n-predict", 1, 0, O_NPRED},
@@ -205,6 +253,8 @@ static int parse(int argc, char **argv, options *o)
         {"validate", 0, 0, O_VALIDATE}, {"quiet", 0, 0, O_QUIET}, {"no-plots", 0, 0, O_NOPLOTS},
         {"kv-budget", 1, 0, O_KVB}, {"page-tokens", 1, 0, O_PAGE}, {"kv-read", 1, 0, O_KVREAD},
         {"dump-qk", 1, 0, O_DUMP}, {"dump-tokens", 1, 0, O_DUMPN}, {"compression", 1, 0, O_COMP},
+        {"eval", 1, 0, O_EVAL}, {"eval-lengths", 1, 0, O_ELEN}, {"eval-depths", 1, 0, O_EDEPTH},
+        {"eval-methods", 1, 0, O_EMETH}, {"eval-out", 1, 0, O_EOUT},
         {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->attn[0] = ESA_ATTENTION_ESA;
@@ -267,6 +317,11 @@ static int parse(int argc, char **argv, options *o)
             break;
         case O_DUMP: o->dump_qk = optarg; break;
         case O_COMP: o->md.compression_file = optarg; break;
+        case O_EVAL: ok = parse_eval_tasks(optarg, &o->eval); break;
+        case O_ELEN: ok = parse_eval_list(optarg, o->eval_len, NULL, &o->n_eval_len); break;
+        case O_EDEPTH: ok = parse_eval_list(optarg, NULL, o->eval_depth, &o->n_eval_depth); break;
+        case O_EMETH: ok = parse_eval_methods(optarg, o); break;
+        case O_EOUT: o->eval_out = optarg; break;
         case O_DUMPN: ok = parse_u32("dump-tokens", optarg, 1, ESA_MAX_TOKENS, &o->dump_tokens); break;
         case O_PAGE: ok = parse_u32("page-tokens", optarg, 16, 65536, &o->md.page_tokens); break;
         case O_KVREAD:
@@ -294,13 +349,26 @@ static int parse(int argc, char **argv, options *o)
         fprintf(stderr, "esa-run: one PROMPT argument at most (quote it)\n");
         return -1;
     }
-    int sources = (o->prompt != NULL) + (o->prompt_file != NULL) + (o->passkey_tokens != 0 || o->n_tps != 0);
+    int sources = (o->prompt != NULL) + (o->prompt_file != NULL) + (o->passkey_tokens != 0 || o->n_tps != 0) +
+                  (o->eval != 0);
     if (sources != 1) {
-        fprintf(stderr, "esa-run: give exactly one of PROMPT, --prompt-file, --passkey / --tps (esa-run --help)\n");
+        fprintf(stderr, "esa-run: give exactly one of PROMPT, --prompt-file, --passkey / --tps, --eval (esa-run "
+                        "--help)\n");
         return -1;
     }
+    if (o->eval) { /* the grid's defaults */
+        static const double depths[] = {0.1, 0.3, 0.5, 0.7, 0.9};
+        if (!o->n_eval_len)
+            o->eval_len[0] = 4096, o->n_eval_len = 1;
+        if (!o->n_eval_depth)
+            memcpy(o->eval_depth, depths, sizeof depths), o->n_eval_depth = 5;
+        if (!o->n_eval_method)
+            o->eval_method[0] = "dense", o->eval_method[1] = "window", o->eval_method[2] = "esa", o->n_eval_method = 3;
+        if (!o->eval_out)
+            o->eval_out = "eval-out";
+    }
     if (o->n_predict == UINT32_MAX)
-        o->n_predict = o->passkey_tokens ? 16 : 128;
+        o->n_predict = o->passkey_tokens || o->eval ? 16 : 128;
     if (!o->model)
         o->model = DEFAULT_MODEL;
     if (o->raw && o->chat) {
@@ -309,7 +377,7 @@ static int parse(int argc, char **argv, options *o)
     }
     /* a small instruct model retrieves more reliably completing the raw text than answering in
      * its chat format (SmolLM2-135M at 1k-2k tokens, dense attention: measured) */
-    if ((o->passkey_tokens || o->n_tps) && !o->chat)
+    if ((o->passkey_tokens || o->n_tps || o->eval) && !o->chat)
         o->raw = 1;
     if (o->passkey_tokens && !o->passkey_set) /* 5 digits, from the seed */
         o->passkey_value = 10000u + (uint32_t)((o->seed * 2654435761u) % 90000u);
@@ -353,20 +421,8 @@ static void progress_cb(void *user, uint32_t done, uint32_t total)
 
 /* ----------------------------------------------------------------------------------------- */
 
-typedef struct run {
-    options o;
-    esar_gguf *g;
-    esar_tokenizer *tok;
-    esar_chat *chat;
-    esag_rt *rt;
-    esag_kernels *k;
-    esar_model_gpu *m;
-    float *logits;
-    uint32_t n_vocab;
-    int32_t eos, im_end;
-} run;
 
-static int fail(const char *what, esar_status s, const esar_err *err)
+int fail(const char *what, esar_status s, const esar_err *err)
 {
     fprintf(stderr, "esa-run: %s: %s: %s\n", what, esar_status_string(s), err->msg);
     return 0;
@@ -374,7 +430,7 @@ static int fail(const char *what, esar_status s, const esar_err *err)
 
 /* Tokens of the prompt: the chat template around the user's text (with a pre-filled start of
  * the answer, when given), or the raw text. *toks is malloc'd. */
-static int tokenize_prompt(run *R, const char *text, size_t len, const char *answer_prefix, int32_t **toks,
+int tokenize_prompt(run *R, const char *text, size_t len, const char *answer_prefix, int32_t **toks,
                            uint32_t *n)
 {
     esar_err err = {{0}};
@@ -417,12 +473,6 @@ static int tokenize_prompt(run *R, const char *text, size_t len, const char *ans
 }
 
 /* Streams generated bytes without cutting a UTF-8 character. */
-typedef struct stream {
-    char pend[16];
-    size_t npend;
-    char *all;          /* everything generated, for the passkey check */
-    size_t len, cap;
-} stream;
 
 static void stream_put(stream *st, const char *p, size_t n, int print)
 {
@@ -707,7 +757,7 @@ static int run_tps(run *R, int argc, char **argv)
 
 /* Prefill the prompt, then generate up to n_predict tokens; prints timings. Returns 1 on
  * success (the text in *st). */
-static int generate(run *R, esa_attention a, const int32_t *prompt, uint32_t n, stream *st, int print,
+int generate(run *R, esa_attention a, const int32_t *prompt, uint32_t n, stream *st, int print,
                     const char *head, tps_row *rows, uint32_t *nr)
 {
     esar_err err = {{0}};
@@ -807,6 +857,8 @@ static char *read_file(const char *path, size_t *len)
 
 static void teardown(run *R)
 {
+    free(R->o.eval_methods_buf);
+    R->o.eval_methods_buf = NULL;
     esar_model_gpu_destroy(R->m);
     esag_kernels_destroy(R->k);
     esag_rt_destroy(R->rt);
@@ -864,7 +916,9 @@ int main(int argc, char **argv)
     int32_t *prompt = NULL;
     uint32_t n = 0;
     uint32_t need = 0;
-    if (o->n_tps && !o->passkey_tokens) {
+    if (o->eval) {
+        need = 64; /* run_eval makes the model of each method */
+    } else if (o->n_tps && !o->passkey_tokens) {
         need = o->tps[o->n_tps - 1] + o->decode_tokens + 1;
     } else {
         char *text = NULL;
@@ -972,7 +1026,9 @@ int main(int argc, char **argv)
             cfg->n_ctx_train, o->md.max_tokens, now_s() - tl);
 
     int rc = 0;
-    if (o->n_tps && !o->passkey_tokens) {
+    if (o->eval) {
+        rc = run_eval(&R, argc, argv) ? 0 : 1;
+    } else if (o->n_tps && !o->passkey_tokens) {
         rc = run_tps(&R, argc, argv) ? 0 : 1;
     } else {
         tps_row rows[16 * MAX_ATTN];
