@@ -12,6 +12,7 @@
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include "esa.h"
 #include "tool_device.h"
+#include "tool_print.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -1163,15 +1164,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "esa-bench: %u validation messages\n", v);
     fprintf(stderr, "esa-bench: %u points in %.0f s; results in %s/ (results.json, results.csv, results.md%s)\n",
             B->n_res, now_s() - t0, B->o.out_dir, B->o.plots ? ", *.png" : "");
-    FILE *md = NULL;
-    char path[1024];
-    snprintf(path, sizeof path, "%s/results.md", B->o.out_dir);
-    if ((md = fopen(path, "r"))) { /* the table on stdout too */
-        char line[1024];
-        while (fgets(line, sizeof line, md))
-            fputs(line, stdout);
-        fclose(md);
-    }
+    tool_print_file(B->o.out_dir, "results.md");
     esa_context_destroy(B->ctx);
     free(B->pool);
     free(B);

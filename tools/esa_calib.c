@@ -19,6 +19,7 @@
 #include "calib/qk_file.h"
 #include "esa.h"
 #include "esa_ref.h"
+#include "tool_print.h"
 
 #include <errno.h>
 #include <math.h>
@@ -485,15 +486,8 @@ static int cmd_recall(int argc, char **argv)
                     fprintf(stderr, "esa-calib: gnuplot failed on %s/recall.gp\n", out_dir);
             }
         }
-        snprintf(path, sizeof path, "%s/recall.md", out_dir);
-        FILE *again = fopen(path, "r");
-        if (!rc && again) {
-            char line[4096];
-            while (fgets(line, sizeof line, again))
-                fputs(line, stdout);
-        }
-        if (again)
-            fclose(again);
+        if (!rc)
+            tool_print_file(out_dir, "recall.md");
     }
     for (uint32_t i = 0; i < nm; i++) {
         free(mp[i].a);

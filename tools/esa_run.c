@@ -12,6 +12,7 @@
  * Tools may read the environment: ESA_MODEL (the model file) and ESA_DEVICE (the device). */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime, isatty */
 #include "esa_run.h"
+#include "tool_print.h"
 #include "chat.h"
 #include "haystack.h"
 #include "calib/qk_file.h"
@@ -621,14 +622,7 @@ static int write_tps(run *R, const tps_row *rows, uint32_t nr, int argc, char **
         fclose(f[i]);
     if (R->o.plots)
         tps_plot(R, di->name);
-    snprintf(path, sizeof path, "%s/tps.md", R->o.out);
-    FILE *md = fopen(path, "r");
-    if (md) {
-        char line[512];
-        while (fgets(line, sizeof line, md))
-            fputs(line, stdout);
-        fclose(md);
-    }
+    tool_print_file(R->o.out, "tps.md");
     fprintf(stderr, "esa-run: results in %s/ (tps.json, tps.csv, tps.md%s)\n", R->o.out, R->o.plots ? ", tps.png" : "");
     return 1;
 }

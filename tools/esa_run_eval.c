@@ -11,6 +11,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "esa_run.h"
 #include "haystack.h"
+#include "tool_print.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -291,15 +292,7 @@ int run_eval(run *R, int argc, char **argv)
                 }
     }
     write_outputs(R, cells, nc, cmdline);
-    char path[1100];
-    snprintf(path, sizeof path, "%s/eval.md", o->eval_out);
-    FILE *md = fopen(path, "r");
-    if (md) {
-        char line[2048];
-        while (fgets(line, sizeof line, md))
-            fputs(line, stdout);
-        fclose(md);
-    }
+    tool_print_file(o->eval_out, "eval.md");
     free(cells);
     return ok;
 }
