@@ -245,8 +245,8 @@ ESA_API esa_status esa_cache_create(esa_context *ctx, const esa_cache_desc *desc
 /* Destroy a cache; waits for its work to finish. Accepts NULL. */
 ESA_API void esa_cache_destroy(esa_cache *cache);
 
-/* The resolved parameters (defaults filled in; proximity_radius as the epsilon in use, or
- * ESA_RADIUS_NONE for 0). */
+/* The resolved parameters (defaults filled in: page_tokens and kv_read too; proximity_radius
+ * as the epsilon in use, or ESA_RADIUS_NONE for 0). */
 ESA_API esa_status esa_cache_get_desc(const esa_cache *cache, esa_cache_desc *desc);
 
 /* Set one layer's compression matrices (spec 4.2), copied to the device:

@@ -149,6 +149,7 @@ esa_status esa_pages_create(esa_cache *c)
     if (pt < 16 || pt > 65536 || (pt & (pt - 1)))
         return esa_fail(ctx, ESA_ERROR_INVALID_ARGUMENT, "page_tokens must be a power of two in 16..65536 (got %u)", pt);
     c->page_tokens = pt;
+    c->d.page_tokens = pt; /* esa_cache_get_desc reports the resolved values */
     c->page_shift = 0;
     while ((1u << c->page_shift) < pt)
         c->page_shift++;
@@ -190,6 +191,7 @@ esa_status esa_pages_create(esa_cache *c)
     if (c->pool[1].limit > all)
         c->pool[1].limit = all;
     c->kv_read = d->kv_read ? d->kv_read : esa_kv_read_for(ctx);
+    c->d.kv_read = c->kv_read;
     for (uint32_t l = 0; l < d->n_layers; l++) {
         esa_layer *L = &c->layers[l];
         L->page = esa_malloc(ctx, c->max_pages * sizeof *L->page);

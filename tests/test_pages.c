@@ -322,6 +322,12 @@ int main(void)
         EXPECT(got.page_tokens == PT && got.kv_device_budget == MIN_PAGES * PAGE_BYTES,
                "get_desc: page_tokens %u, budget %llu", got.page_tokens, (unsigned long long)got.kv_device_budget);
     esa_cache_destroy(c);
+    c = make_cache(ctx, (esa_cache_desc){.n_layers = 1, .n_heads = H, .n_kv_heads = G, .head_dim = D,
+                                         .max_tokens = 5000, .score_mode = ESA_SCORES_EXACT}, 0);
+    if (c && esa_cache_get_desc(c, &got) == ESA_SUCCESS)
+        EXPECT(got.page_tokens == 256 && (got.kv_read == ESA_KV_READ_DIRECT || got.kv_read == ESA_KV_READ_COPY),
+               "defaults resolved: page_tokens %u, kv_read %u", got.page_tokens, got.kv_read);
+    esa_cache_destroy(c);
     /* one byte short of the smallest budget is refused, naming the minimum */
     esa_cache_desc d = paged_desc(ESA_SCORES_EXACT, 0, MIN_PAGES);
     d.kv_device_budget -= 1;
