@@ -79,6 +79,15 @@ ESA_API const char *esa_status_string(esa_status status);
 
 typedef struct esa_context esa_context;
 
+/* Which kernel variants a context builds (src/tuning.c): chosen by the device's type, or one
+ * forced, so that tests run the GPU variants on a CPU driver (lavapipe) and a benchmark can
+ * compare both on one device. Results agree within rounding either way; only speed differs. */
+typedef enum esa_tuning {
+    ESA_TUNING_AUTO = 0, /* CPU variants on CPU devices (lavapipe), GPU variants elsewhere */
+    ESA_TUNING_CPU = 1,
+    ESA_TUNING_GPU = 2
+} esa_tuning;
+
 typedef struct esa_context_desc {
     /* Which device: device_name (a case-insensitive substring of the device name) wins if set;
      * else device_index + 1 (so 0 means "choose": discrete > integrated > virtual > CPU). */
@@ -100,7 +109,8 @@ typedef struct esa_context_desc {
      * esa_context_last_error, does not exist then); NUL-terminated, truncated to the size. */
     char *error_message;
     size_t error_message_size;
-    uint32_t reserved[8]; /* must be zero */
+    esa_tuning tuning;    /* default ESA_TUNING_AUTO */
+    uint32_t reserved[7]; /* must be zero */
 } esa_context_desc;
 
 /* Create a context that owns its Vulkan instance and device. desc may be NULL (all defaults).
@@ -154,6 +164,10 @@ ESA_API int32_t esa_context_last_vk_result(const esa_context *ctx);
 
 /* A description of the last error, with context (e.g. which limit was exceeded); never NULL. */
 ESA_API const char *esa_context_last_error(const esa_context *ctx);
+
+/* The kernel variants the context built: ESA_TUNING_CPU or ESA_TUNING_GPU (never AUTO);
+ * ESA_TUNING_AUTO for a NULL context. */
+ESA_API esa_tuning esa_context_tuning(const esa_context *ctx);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Cache: one sequence's K/V and compressed keys, for every layer                            */
@@ -482,7 +496,8 @@ typedef struct esa_external_device_desc {
                                         * bufferDeviceAddress enabled */
     VkQueue queue;                     /* used only by the simple entry points and setup copies */
     uint32_t queue_family;             /* a family with VK_QUEUE_COMPUTE_BIT */
-    uint32_t reserved[8];              /* must be zero */
+    esa_tuning tuning;                 /* default ESA_TUNING_AUTO */
+    uint32_t reserved[7];              /* must be zero */
 } esa_external_device_desc;
 
 /* Adopt the caller's instance and device: the context creates only its own pipelines, command

@@ -210,10 +210,12 @@ void main()
                 [[unroll]] for (uint e = 0u; e < 4u; e++)
                     s[i] += dot(qv[i][jb * 4u + e], kx[e]);
         }
+        // (a counted loop: llvmpipe does not unroll a shifted induction variable, and would
+        // count its 3 iterations a key against its loop limit)
         if (TD > 1u)
-            [[unroll]] for (uint off = 1u; off < 8u; off <<= 1u)
+            [[unroll]] for (uint sh = 0u; sh < 3u; sh++)
                 [[unroll]] for (uint i = 0u; i < RPI; i++)
-                    s[i] += subgroupShuffleXor(s[i], off);
+                    s[i] += subgroupShuffleXor(s[i], 1u << sh);
         // online softmax, rescaling only when a row's max grows
         float p[RPI];
         [[unroll]] for (uint i = 0u; i < RPI; i++) {

@@ -328,6 +328,8 @@ esa_status esa_context_init_device_state(esa_context *ctx)
     if (!describe(vk, ctx->physical, ctx->physical_index, &ctx->info, &why))
         return esa_fail(ctx, ESA_ERROR_DEVICE_UNSUPPORTED, "%s: %s", ctx->info.name, why);
     vk->vkGetPhysicalDeviceMemoryProperties(ctx->physical, &ctx->mem_props);
+    if (ctx->tuning == ESA_TUNING_AUTO)
+        ctx->tuning = ctx->info.type == ESA_DEVICE_CPU ? ESA_TUNING_CPU : ESA_TUNING_GPU;
     ctx->wg_size = 256;
     VkCommandPoolCreateInfo pi = {
         .sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
@@ -381,7 +383,7 @@ esa_status esa_context_create(const esa_context_desc *desc, esa_context **out)
     if (!out)
         return ESA_ERROR_INVALID_ARGUMENT;
     *out = NULL;
-    if (desc && (!desc_reserved_zero(desc->reserved, 8) ||
+    if (desc && (!desc_reserved_zero(desc->reserved, 7) || !esa_tuning_valid(desc->tuning) ||
                  (desc->alloc || desc->free) != (desc->alloc && desc->free)))
         return ESA_ERROR_INVALID_ARGUMENT;
     esa_context *ctx = alloc_context(desc);
@@ -389,6 +391,7 @@ esa_status esa_context_create(const esa_context_desc *desc, esa_context **out)
         return ESA_ERROR_OUT_OF_HOST_MEMORY;
     ctx->owns_device = 1;
     ctx->print_validation = desc ? desc->print_validation : 0;
+    ctx->tuning = desc ? desc->tuning : ESA_TUNING_AUTO;
     PFN_vkGetInstanceProcAddr gipa = NULL;
     ctx->loader = esa_vk_open_loader(&gipa);
     esa_status s = ESA_SUCCESS;
@@ -448,6 +451,11 @@ esa_status esa_context_device_info(const esa_context *ctx, esa_device_info *info
         return ESA_ERROR_INVALID_ARGUMENT;
     *info = ctx->info;
     return ESA_SUCCESS;
+}
+
+esa_tuning esa_context_tuning(const esa_context *ctx)
+{
+    return ctx ? ctx->tuning : ESA_TUNING_AUTO;
 }
 
 uint32_t esa_context_validation_count(const esa_context *ctx)

@@ -11,9 +11,11 @@ esa_status esa_context_create_external(const esa_external_device_desc *desc, esa
     if (!desc || !desc->get_instance_proc_addr || !desc->instance || !desc->physical_device ||
         !desc->device || !desc->queue)
         return ESA_ERROR_INVALID_ARGUMENT;
-    for (int i = 0; i < 8; i++)
+    for (int i = 0; i < 7; i++)
         if (desc->reserved[i])
             return ESA_ERROR_INVALID_ARGUMENT;
+    if (!esa_tuning_valid(desc->tuning))
+        return ESA_ERROR_INVALID_ARGUMENT;
     esa_context *ctx = esa_calloc(NULL, 1, sizeof *ctx);
     if (!ctx)
         return ESA_ERROR_OUT_OF_HOST_MEMORY;
@@ -22,6 +24,7 @@ esa_status esa_context_create_external(const esa_external_device_desc *desc, esa
     ctx->physical = desc->physical_device;
     ctx->queue = desc->queue;
     ctx->queue_family = desc->queue_family;
+    ctx->tuning = desc->tuning;
     esa_status s = ESA_SUCCESS;
     if (!esa_vk_load_global(&ctx->vk, desc->get_instance_proc_addr) ||
         !esa_vk_load_instance(&ctx->vk, ctx->instance))

@@ -55,6 +55,8 @@ struct esa_context {
     int print_validation;
     VkPhysicalDeviceMemoryProperties mem_props;
     esa_device_info info;
+    esa_tuning tuning;            /* asked for until esa_context_init_device_state resolves
+                                   * AUTO: then CPU or GPU (tuning.c) */
     VkCommandPool pool;
     VkCommandBuffer cmd;
     VkFence fence;
@@ -126,6 +128,11 @@ void esa_attend_tuning_for(const esa_context *ctx, uint32_t head_dim, uint32_t g
 esa_status esa_score_pipeline(esa_context *ctx, uint32_t dc, uint32_t tm, VkPipeline *out);
 #define ESA_SCORE_WG 64u      /* score.comp's workgroup size */
 #define ESA_SCORE_MAX_DC 1024u /* its register rows: d' (G*d with exact scores) at most this */
+/* Whether an esa_tuning from a caller's desc is one of the enum's values. */
+static inline int esa_tuning_valid(esa_tuning t)
+{
+    return t == ESA_TUNING_AUTO || t == ESA_TUNING_CPU || t == ESA_TUNING_GPU;
+}
 /* The workgroup size of topk_filter.comp (tuning.c). */
 uint32_t esa_topk_filter_wg(const esa_context *ctx);
 /* Whether topk_filter.comp scans by lane-owned words (1, CPU drivers) or by subgroup ballots. */

@@ -1,6 +1,8 @@
 /* tuning.c - per-device tuning of the attention kernel, as data: one table of device profiles,
- * chosen when a cache is made (by device type), then fitted to the cache's shape and to the
- * device's subgroup size. Nothing else in the library branches on the device type.
+ * chosen when a cache is made (by the context's tuning: the device type unless the caller forced
+ * one, esa_context_desc.tuning), then fitted to the cache's shape and to the device's subgroup
+ * size. Nothing else in the library branches on the device type, except where host pages are
+ * read (esa_kv_read_for: a matter of memory, not of kernels).
  *
  * attend.comp reads each key once per 8-lane cluster; its speed is set by how many rows each
  * loaded key word serves and by how the lanes share a row (see attend.comp):
@@ -11,8 +13,9 @@
  *    22.3 (lavapipe's shader compiler also takes minutes for large register tiles: rpi is
  *    kept small).
  *    llvmpipe also ends the loops of an invocation after 65535 iterations in all (gallivm's
- *    guard against endless loops): a key lane takes at most 32768 keys (lane_keys), so long
- *    parts are split further (and the cache holds more partial slots).
+ *    guard against endless loops): on any CPU device, whichever profile runs, a key lane takes
+ *    at most 32768 keys (lane_keys), so long parts are split further (and the cache holds more
+ *    partial slots).
  *  - GPUs keep few registers per invocation: 8 lanes share a row, a 1/8 slice of its dims
  *    each, so a key row is read as one coalesced run; decode spreads the keys over the
  *    clusters of a workgroup (kl). Not yet measured on a GPU. */
@@ -24,8 +27,8 @@ typedef struct attend_profile {
 } attend_profile;
 
 static const attend_profile profiles[] = {
-    {"cpu", {.td = 8, .rpi = 0, .kl = 1, .wg = 8, .workgroups = 64, .reg_dims = 1024, .lane_keys = 32768},
-            {.td = 1, .rpi = 4, .kl = 1, .wg = 8, .workgroups = 64, .reg_dims = 512, .lane_keys = 32768}},
+    {"cpu", {.td = 8, .rpi = 0, .kl = 1, .wg = 8, .workgroups = 64, .reg_dims = 1024},
+            {.td = 1, .rpi = 4, .kl = 1, .wg = 8, .workgroups = 64, .reg_dims = 512}},
     {"gpu", {.td = 8, .rpi = 0, .kl = 16, .wg = 128, .workgroups = 512, .reg_dims = 64},
             {.td = 8, .rpi = 2, .kl = 1, .wg = 128, .workgroups = 512, .reg_dims = 32}},
 };
@@ -33,8 +36,10 @@ static const attend_profile profiles[] = {
 void esa_attend_tuning_for(const esa_context *ctx, uint32_t head_dim, uint32_t group, int decode,
                            esa_attend_tuning *out)
 {
-    const attend_profile *p = &profiles[ctx->info.type == ESA_DEVICE_CPU ? 0 : 1];
+    const attend_profile *p = &profiles[ctx->tuning == ESA_TUNING_CPU ? 0 : 1];
     esa_attend_tuning t = decode ? p->decode : p->chunk;
+    /* llvmpipe's loop guard belongs to the driver, whichever variant runs on it */
+    t.lane_keys = ctx->info.type == ESA_DEVICE_CPU ? 32768u : 0u;
     if (t.rpi == 0) /* decode: the group's heads of the one query */
         t.rpi = group;
     /* registers: rows times dims per lane */
@@ -54,14 +59,14 @@ void esa_attend_tuning_for(const esa_context *ctx, uint32_t head_dim, uint32_t g
 uint32_t esa_topk_filter_wg(const esa_context *ctx)
 {
     /* CPU drivers: one subgroup, so no workgroup ever waits on another subgroup; GPUs: 256 */
-    return ctx->info.type == ESA_DEVICE_CPU ? ctx->info.subgroup_size : 256u;
+    return ctx->tuning == ESA_TUNING_CPU ? ctx->info.subgroup_size : 256u;
 }
 
 uint32_t esa_topk_filter_lane_words(const esa_context *ctx)
 {
     /* CPU drivers: each lane scans whole bitmap words (measured 1.9x faster top-k at 1M keys on
      * lavapipe, README); GPUs: the subgroup reads neighbours together (coalesced) */
-    return ctx->info.type == ESA_DEVICE_CPU ? 1u : 0u;
+    return ctx->tuning == ESA_TUNING_CPU ? 1u : 0u;
 }
 
 uint32_t esa_kv_read_for(const esa_context *ctx)

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define SKIP_CODE 77 /* CTest's SKIP_RETURN_CODE */
 
@@ -21,11 +22,27 @@
                esa_status_string(want));                                                       \
     } while (0)
 
-/* A context on the default device with the validation layer on; exits with the skip code
- * (after saying so) when the machine has no Vulkan device. */
+/* The kernel variants the tests ask for: ESA_TEST_TUNING=cpu or gpu (ctest runs the GPU tests
+ * once more with gpu, so that the GPU variants run on lavapipe too), else AUTO. Anything else
+ * ends the test: a typo must not quietly test the default. */
+static esa_tuning harness_tuning(void)
+{
+    const char *env = getenv("ESA_TEST_TUNING");
+    if (!env || !*env)
+        return ESA_TUNING_AUTO;
+    if (!strcmp(env, "cpu"))
+        return ESA_TUNING_CPU;
+    if (!strcmp(env, "gpu"))
+        return ESA_TUNING_GPU;
+    fprintf(stderr, "FAIL: ESA_TEST_TUNING=%s (cpu or gpu)\n", env);
+    exit(1);
+}
+
+/* A context on the default device with the validation layer on, with harness_tuning's kernel
+ * variants; exits with the skip code (after saying so) when the machine has no Vulkan device. */
 static esa_context *harness_context(void)
 {
-    esa_context_desc desc = {.enable_validation = 1, .print_validation = 1};
+    esa_context_desc desc = {.enable_validation = 1, .print_validation = 1, .tuning = harness_tuning()};
     esa_context *ctx = NULL;
     esa_status s = esa_context_create(&desc, &ctx);
     if (s == ESA_ERROR_NO_DEVICE || s == ESA_ERROR_DEVICE_UNSUPPORTED) {
@@ -42,7 +59,8 @@ static esa_context *harness_context(void)
     }
     esa_device_info info;
     esa_context_device_info(ctx, &info);
-    fprintf(stderr, "device: %s (%s), subgroup %u\n", info.name, info.driver_info, info.subgroup_size);
+    fprintf(stderr, "device: %s (%s), subgroup %u, %s kernels\n", info.name, info.driver_info,
+            info.subgroup_size, esa_context_tuning(ctx) == ESA_TUNING_CPU ? "cpu" : "gpu");
     return ctx;
 }
 

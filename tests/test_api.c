@@ -46,6 +46,9 @@ int main(void)
     esa_context *ctx = NULL;
     esa_context_desc bad = {.reserved = {1}};
     EXPECT(esa_context_create(&bad, &ctx) == ESA_ERROR_INVALID_ARGUMENT && !ctx, "reserved");
+    esa_context_desc bad_tuning = {.tuning = (esa_tuning)3};
+    EXPECT(esa_context_create(&bad_tuning, &ctx) == ESA_ERROR_INVALID_ARGUMENT && !ctx, "tuning 3");
+    EXPECT(esa_context_tuning(NULL) == ESA_TUNING_AUTO, "tuning of NULL");
     char why[128] = "";
     esa_context_desc no_such = {.device_name = "no-such-device-xyz", .error_message = why,
                                 .error_message_size = sizeof why};
@@ -63,6 +66,20 @@ int main(void)
     EXPECT_STATUS(esa_context_device_info(ctx, NULL), ESA_ERROR_INVALID_ARGUMENT);
     EXPECT_STATUS(esa_context_device_info(ctx, &info), ESA_SUCCESS);
     EXPECT(info.subgroup_size >= 1 && info.max_storage_buffer_range > 0, "device info empty");
+    /* the variants AUTO chose (or ESA_TEST_TUNING forced: harness.h) */
+    esa_tuning want = harness_tuning();
+    if (want == ESA_TUNING_AUTO)
+        want = info.type == ESA_DEVICE_CPU ? ESA_TUNING_CPU : ESA_TUNING_GPU;
+    EXPECT(esa_context_tuning(ctx) == want, "tuning %d, wanted %d", (int)esa_context_tuning(ctx), (int)want);
+    /* and a forced one is what a context builds, on any device */
+    for (int t = ESA_TUNING_CPU; t <= ESA_TUNING_GPU; t++) {
+        esa_context_desc forced = {.tuning = (esa_tuning)t};
+        esa_context *other = NULL;
+        EXPECT_STATUS(esa_context_create(&forced, &other), ESA_SUCCESS);
+        EXPECT(esa_context_tuning(other) == (esa_tuning)t, "forced tuning %d built %d", t,
+               (int)esa_context_tuning(other));
+        esa_context_destroy(other);
+    }
 
     esa_cache_desc d = good_desc();
     EXPECT_STATUS(esa_cache_create(NULL, &d, NULL), ESA_ERROR_INVALID_ARGUMENT);

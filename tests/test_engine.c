@@ -110,8 +110,12 @@ int main(void)
 
     esa_context *ext_ctx = NULL;
     esa_external_device_desc xd = {.get_instance_proc_addr = vkGetInstanceProcAddr, .instance = inst,
-                                   .physical_device = pd, .device = dev, .queue = queue, .queue_family = fam};
+                                   .physical_device = pd, .device = dev, .queue = queue, .queue_family = fam,
+                                   .tuning = harness_tuning()};
     EXPECT_STATUS(esa_context_create_external(NULL, &ext_ctx), ESA_ERROR_INVALID_ARGUMENT);
+    esa_external_device_desc xbad = xd;
+    xbad.tuning = (esa_tuning)7;
+    EXPECT(esa_context_create_external(&xbad, &ext_ctx) == ESA_ERROR_INVALID_ARGUMENT && !ext_ctx, "tuning 7");
     EXPECT_STATUS(esa_context_create_external(&xd, &ext_ctx), ESA_SUCCESS);
 
     enum { H = 6, G = 2, D = 64, HD = H * D, GD = G * D, C = 16, STEPS = 18 };
