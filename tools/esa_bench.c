@@ -49,6 +49,7 @@ typedef struct options {
     double max_config_s, mem_budget_mib;
     double kv_budget_mib;           /* > 0: the paging experiment instead (run_paging) */
     int kv_reads;                   /* mask of esa_kv_read values it compares */
+    esa_tuning tuning;              /* the kernel variants (--tuning) */
     const char *out_dir, *device;
 } options;
 
@@ -85,6 +86,12 @@ typedef struct bench {
     uint64_t rng;
     int tty;                        /* stderr is a terminal: progress on one line */
 } bench;
+
+/* The kernel variants the context built (tuning.c), for the outputs. */
+static const char *tuning_name(const bench *B)
+{
+    return esa_context_tuning(B->ctx) == ESA_TUNING_CPU ? "cpu" : "gpu";
+}
 
 /* ------------------------------------------------------------------------------------------ */
 
@@ -189,6 +196,8 @@ static void usage(FILE *f)
         "                      cache's kv_device_budget at MIB (the rest in host memory), read\n"
         "                      each --kv-read way; device and host bytes held, times, ratios\n"
         "  --kv-read LIST      direct,copy: the ways host pages are read (default both)\n"
+        "  --tuning WHICH      auto, cpu or gpu: the kernel variants (esa_context_desc.tuning;\n"
+        "                      default auto: by device type), to time the other kind here\n"
         "  --out DIR           output folder (default bench-out)\n"
         "  --no-plots          skip gnuplot\n"
         "  --validate          run with the validation layer; any message fails the run (tests)\n"
@@ -248,7 +257,7 @@ static int parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
 static int parse_options(int argc, char **argv, options *o)
 {
     enum { O_QUICK = 1, O_SHAPES, O_TOKENS, O_MODES, O_RUNS, O_WARMUP, O_LAYERS, O_CHUNK, O_MAXS,
-           O_MEM, O_TOPK, O_OUT, O_NOPLOTS, O_DEVICE, O_HELP, O_VALIDATE, O_KVB, O_KVREAD };
+           O_MEM, O_TOPK, O_OUT, O_NOPLOTS, O_DEVICE, O_HELP, O_VALIDATE, O_KVB, O_KVREAD, O_TUNING };
     static const struct option lo[] = {
         {"quick", no_argument, 0, O_QUICK}, {"shapes", required_argument, 0, O_SHAPES},
         {"tokens", required_argument, 0, O_TOKENS}, {"modes", required_argument, 0, O_MODES},
@@ -258,10 +267,12 @@ static int parse_options(int argc, char **argv, options *o)
         {"topk-scores", required_argument, 0, O_TOPK}, {"out", required_argument, 0, O_OUT},
         {"no-plots", no_argument, 0, O_NOPLOTS}, {"device", required_argument, 0, O_DEVICE},
         {"help", no_argument, 0, O_HELP}, {"validate", no_argument, 0, O_VALIDATE},
-        {"kv-budget", required_argument, 0, O_KVB}, {"kv-read", required_argument, 0, O_KVREAD}, {0, 0, 0, 0},
+        {"kv-budget", required_argument, 0, O_KVB}, {"kv-read", required_argument, 0, O_KVREAD},
+        {"tuning", required_argument, 0, O_TUNING}, {0, 0, 0, 0},
     };
     static const char *const shape_names[] = {"smollm2-135m", "llama3-8b"};
     static const char *const read_names[] = {"auto", "direct", "copy"};
+    static const char *const tuning_names[] = {"auto", "cpu", "gpu"};
     *o = (options){.plots = 1, .modes = 3, .shapes = 3, .runs = 5, .warmup = 1, .chunk = 512,
                    .topk_lm = 1u << 20, .max_config_s = 300.0, .out_dir = "bench-out",
                    .kv_reads = 1 << ESA_KV_READ_DIRECT | 1 << ESA_KV_READ_COPY,
@@ -297,6 +308,12 @@ static int parse_options(int argc, char **argv, options *o)
             ok = end != optarg && !*end && o->kv_budget_mib > 0;
             break;
         case O_KVREAD: ok = parse_names(optarg, read_names, 3, &o->kv_reads) && !(o->kv_reads & 1); break;
+        case O_TUNING: {
+            int m = 0;
+            ok = parse_names(optarg, tuning_names, 3, &m) && (m & (m - 1)) == 0;
+            o->tuning = m == 4 ? ESA_TUNING_GPU : m == 2 ? ESA_TUNING_CPU : ESA_TUNING_AUTO;
+            break;
+        }
         default: ok = 0;
         }
         if (!ok && c != '?')
@@ -849,9 +866,9 @@ static void write_json(const bench *B, const char *cmdline, const char *date)
     fprintf(f, "{\n  \"tool\": \"esa-bench\",\n  \"version\": \"%s\",\n  \"date\": \"%s\",\n", esa_version_string(), date);
     fprintf(f, "  \"command\": \"%s\",\n", js(cmdline));
     fprintf(f, "  \"device\": {\"name\": \"%s\", \"driver\": \"%s\", \"driver_info\": \"%s\", \"subgroup\": %u, "
-               "\"device_local_mib\": %.0f},\n",
+               "\"device_local_mib\": %.0f, \"kernels\": \"%s\"},\n",
             js(B->info.name), js(B->info.driver_name), js(B->info.driver_info), B->info.subgroup_size,
-            (double)B->info.device_local_bytes / 1048576.0);
+            (double)B->info.device_local_bytes / 1048576.0, tuning_name(B));
     fprintf(f, "  \"read_bandwidth_gbps\": %.4f,\n  \"host_peak_rss_mib\": %.1f,\n", B->probe_gbps,
             rss_peak_kib() / 1024.0);
     fprintf(f, "  \"topk\": {\"k\": 2048, \"scores\": %u, \"status\": \"%s\", \"topk_ms\": %.6f, \"proximity_ms\": %.6f, \"score_ms\": %.6f, "
@@ -968,8 +985,8 @@ static void write_markdown(const bench *B, const char *cmdline, const char *date
     FILE *f = open_out(B, "results.md");
     if (!f)
         return;
-    fprintf(f, "esa-bench on **%s** (%s), %s. Command: `%s`. Read-bandwidth probe: %.2f GB/s.\n\n",
-            B->info.name, B->info.driver_info, date, cmdline, B->probe_gbps);
+    fprintf(f, "esa-bench on **%s** (%s, %s kernels), %s. Command: `%s`. Read-bandwidth probe: %.2f GB/s.\n\n",
+            B->info.name, B->info.driver_info, tuning_name(B), date, cmdline, B->probe_gbps);
     for (int si = 0; si < N_SHAPES; si++)
         if (B->o.shapes >> si & 1)
             fprintf(f, "%s: %u layers, H %u, G %u, d %u, d' %u. ", SHAPES[si].name, SHAPES[si].layers, SHAPES[si].H,
@@ -1112,7 +1129,8 @@ int main(int argc, char **argv)
     }
     char why[512] = "";
     esa_context_desc cd = {.error_message = why, .error_message_size = sizeof why,
-                           .enable_validation = B->o.validate, .print_validation = B->o.validate};
+                           .enable_validation = B->o.validate, .print_validation = B->o.validate,
+                           .tuning = B->o.tuning};
     tool_device_request(B->o.device, &cd);
     esa_status s = esa_context_create(&cd, &B->ctx);
     if (s != ESA_SUCCESS) {
@@ -1124,7 +1142,7 @@ int main(int argc, char **argv)
         esa_context_destroy(B->ctx);
         return 1;
     }
-    fprintf(stderr, "esa-bench on %s (%s)\n", B->info.name, B->info.driver_info);
+    fprintf(stderr, "esa-bench on %s (%s), %s kernels\n", B->info.name, B->info.driver_info, tuning_name(B));
     B->rng = 0x2545f4914f6cdd1dull;
     B->tty = isatty(2);
     B->pool_len = (size_t)1 << 24;
