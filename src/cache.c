@@ -14,20 +14,12 @@ _Static_assert((ESA_MAX_TOKENS + ESA_TOPK_BLOCK - 1) / ESA_TOPK_BLOCK <= ESA_TOP
             return esa_fail(ctx, ESA_ERROR_INVALID_ARGUMENT, __VA_ARGS__);                     \
     } while (0)
 
-static int reserved_zero(const uint32_t *r, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (r[i])
-            return 0;
-    return 1;
-}
-
 /* Fill defaults and check every field; on error the message names the field. */
 static esa_status resolve_desc(esa_context *ctx, const esa_cache_desc *in, esa_cache_desc *d,
                                uint32_t *radius)
 {
     *d = *in;
-    CHECK(reserved_zero(in->reserved, 2), "esa_cache_desc.reserved must be zero");
+    CHECK(ESA_RESERVED_ZERO(in->reserved), "esa_cache_desc.reserved must be zero");
     CHECK(d->n_layers >= 1 && d->n_layers <= 1024, "n_layers must be 1..1024 (got %u)", d->n_layers);
     CHECK(d->n_heads >= 1 && d->n_heads <= 256, "n_heads must be 1..256 (got %u)", d->n_heads);
     CHECK(d->n_kv_heads >= 1 && d->n_heads % d->n_kv_heads == 0,

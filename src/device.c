@@ -370,20 +370,12 @@ static esa_context *alloc_context(const esa_context_desc *desc)
     return ctx;
 }
 
-static int desc_reserved_zero(const uint32_t *r, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (r[i])
-            return 0;
-    return 1;
-}
-
 esa_status esa_context_create(const esa_context_desc *desc, esa_context **out)
 {
     if (!out)
         return ESA_ERROR_INVALID_ARGUMENT;
     *out = NULL;
-    if (desc && (!desc_reserved_zero(desc->reserved, 7) || !esa_tuning_valid(desc->tuning) ||
+    if (desc && (!ESA_RESERVED_ZERO(desc->reserved) || !esa_tuning_valid(desc->tuning) ||
                  (desc->alloc || desc->free) != (desc->alloc && desc->free)))
         return ESA_ERROR_INVALID_ARGUMENT;
     esa_context *ctx = alloc_context(desc);

@@ -11,10 +11,7 @@ esa_status esa_context_create_external(const esa_external_device_desc *desc, esa
     if (!desc || !desc->get_instance_proc_addr || !desc->instance || !desc->physical_device ||
         !desc->device || !desc->queue)
         return ESA_ERROR_INVALID_ARGUMENT;
-    for (int i = 0; i < 7; i++)
-        if (desc->reserved[i])
-            return ESA_ERROR_INVALID_ARGUMENT;
-    if (!esa_tuning_valid(desc->tuning))
+    if (!ESA_RESERVED_ZERO(desc->reserved) || !esa_tuning_valid(desc->tuning))
         return ESA_ERROR_INVALID_ARGUMENT;
     esa_context *ctx = esa_calloc(NULL, 1, sizeof *ctx);
     if (!ctx)
@@ -59,7 +56,7 @@ esa_status esa_cmd_attend(esa_cache *c, VkCommandBuffer cb, uint32_t layer, uint
     if (b->attention != ESA_ATTENTION_ESA && b->attention != ESA_ATTENTION_DENSE &&
         b->attention != ESA_ATTENTION_WINDOW)
         return esa_fail(ctx, ESA_ERROR_INVALID_ARGUMENT, "bad attention (%d)", (int)b->attention);
-    if (b->reserved[0] || b->reserved[1])
+    if (!ESA_RESERVED_ZERO(b->reserved))
         return esa_fail(ctx, ESA_ERROR_INVALID_ARGUMENT, "esa_step_buffers.reserved must be zero");
     if (layer >= c->d.n_layers)
         return esa_fail(ctx, ESA_ERROR_INVALID_ARGUMENT, "layer %u out of range", layer);

@@ -128,6 +128,15 @@ void esa_attend_tuning_for(const esa_context *ctx, uint32_t head_dim, uint32_t g
 esa_status esa_score_pipeline(esa_context *ctx, uint32_t dc, uint32_t tm, VkPipeline *out);
 #define ESA_SCORE_WG 64u      /* score.comp's workgroup size */
 #define ESA_SCORE_MAX_DC 1024u /* its register rows: d' (G*d with exact scores) at most this */
+/* Whether every word of a caller's reserved array is zero; the count comes from the array. */
+static inline int esa_words_zero(const uint32_t *w, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (w[i])
+            return 0;
+    return 1;
+}
+#define ESA_RESERVED_ZERO(arr) esa_words_zero((arr), sizeof(arr) / sizeof((arr)[0]))
 /* Whether an esa_tuning from a caller's desc is one of the enum's values. */
 static inline int esa_tuning_valid(esa_tuning t)
 {
