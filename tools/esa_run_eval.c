@@ -116,7 +116,9 @@ static int model_for(run *R, const char *method, uint32_t max_tokens)
     return s == ESAR_OK ? 1 : fail(method, s, &err);
 }
 
-static void write_outputs(const run *R, const cell *cells, uint32_t nc, const char *cmdline)
+/* eval.csv, eval.json and eval.md of the cells so far: rewritten after every cell, so that a
+ * run stopped part way (hours on a CPU device) keeps what it measured. */
+static void write_tables(const run *R, const cell *cells, uint32_t nc, const char *cmdline)
 {
     const options *o = &R->o;
     char path[1024];
@@ -186,6 +188,12 @@ static void write_outputs(const run *R, const cell *cells, uint32_t nc, const ch
     fclose(csv);
     fclose(js);
     fclose(md);
+}
+
+static void write_plots(const run *R, const cell *cells, uint32_t nc)
+{
+    const options *o = &R->o;
+    char path[1024];
     if (!o->plots)
         return;
     /* heat maps: length (rows) x depth (columns), 1 retrieved, 0 missed */
@@ -286,12 +294,14 @@ int run_eval(run *R, int argc, char **argv)
                     free(st.all);
                     nc++;
                     done++;
+                    write_tables(R, cells, nc, cmdline);
                     fprintf(stderr, "esa-run eval [%u/%u, %.0f s]: %s %s, %u tokens, depth %.2f: %s\n", done, total,
                             now_s() - t0, TASK_NAME[task], method_label(m), c->tokens, c->depth,
                             c->found ? "retrieved" : "missed");
                 }
     }
-    write_outputs(R, cells, nc, cmdline);
+    write_tables(R, cells, nc, cmdline);
+    write_plots(R, cells, nc);
     tool_print_file(o->eval_out, "eval.md");
     free(cells);
     return ok;
