@@ -26,6 +26,7 @@
 #include "common.glsl"
 
 layout(buffer_reference, std430, buffer_reference_align = 8) buffer U2Buf { uvec2 v[]; };
+layout(buffer_reference, std430, buffer_reference_align = 16) buffer U4Buf { uvec4 v[]; };
 
 layout(push_constant) uniform PC {
     U32Buf keys;    // uint [lm] order keys

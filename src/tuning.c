@@ -64,8 +64,9 @@ uint32_t esa_topk_filter_wg(const esa_context *ctx)
 
 uint32_t esa_topk_filter_lane_words(const esa_context *ctx)
 {
-    /* CPU drivers: each lane scans whole bitmap words (measured 1.9x faster top-k at 1M keys on
-     * lavapipe, README); GPUs: the subgroup reads neighbours together (coalesced) */
+    /* CPU drivers: each lane scans whole bitmap words, branch-free, its candidates in a loop
+     * (topk_filter.comp says why; README, top-k); GPUs: the subgroup reads neighbours together
+     * (coalesced) by ballots */
     return ctx->tuning == ESA_TUNING_CPU ? 1u : 0u;
 }
 
