@@ -3,14 +3,18 @@
 //   mode 0 (chunks only): rowmax[c] = max over m of s_c(m), by atomicMax on order keys
 //                         (max is order-independent, so the result is deterministic);
 //   mode 1: f[m] = s_0(m) for one query, else max_c (s_c(m) - rowmax[c]).
-// Every lane keeps TM middle tokens' compressed keys in registers (one token per lane for one
-// query) and the queries stream past: for each query, the 8 lanes of a cluster load a slice
+// One query (decode): the query is loaded once a lane and the lane walks the middle tokens
+// (grid-stride; esa_score_groups caps the workgroups on CPU drivers so each lane walks many),
+// each key row streamed word by word into the dot product. Chunks: every lane keeps TM middle
+// tokens' compressed keys in registers and the queries stream past: for each query, the 8 lanes of a cluster load a slice
 // of it each (16 bytes) and pass the slices around by subgroup shuffles, so each query word is
 // loaded once per 8*TM keys (lavapipe loads lane by lane: loads, not FMAs, are its cost).
 // DC (d', or G*d with exact scores) is a specialization constant and a multiple of 8: the
 // loops over it unroll and the register arrays are indexed by constants. kc rows are fp16,
 // 16-byte aligned; qc rows f32. With exact scores the keys are the cache's K rows, read
-// through the layer's page table (page_shift != 0, pages.glsl).
+// through the layer's page table (PAGED, pages.glsl). PAGED is a specialization constant, not
+// a push-constant test: CPU drivers execute both sides of a branch under a mask, so a run-time
+// choice between the two loads would pay for both.
 #extension GL_EXT_control_flow_attributes : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
 #extension GL_KHR_shader_subgroup_basic : require
@@ -21,6 +25,7 @@
 layout(local_size_x_id = 0) in;
 layout(constant_id = 1) const uint DC = 32;  // score dimension, a multiple of 8
 layout(constant_id = 2) const uint TM = 8;   // middle tokens per lane for chunks
+layout(constant_id = 3) const bool PAGED = false; // exact scores: K rows through the page table
 
 layout(buffer_reference, std430, buffer_reference_align = 16) buffer UV4Buf { uvec4 v[]; };
 
@@ -48,14 +53,22 @@ const uint NK = DC / 8u;             // uvec4 words (8 halves) of a key
 
 // The key row of middle token m into kk[2*NK] (zeros when !live).
 #define LOAD_KEY(kk, m, live)                                                                  \
-    uvec2 kr_ = pc.page_shift != 0u && (live) ? page_row(pc.pages, pc.m0 + (m), pc.page_shift, NK * 16u) \
-                                              : uvec2(0u);                                     \
+    uvec2 kr_ = PAGED && (live) ? page_row(pc.pages, pc.m0 + (m), pc.page_shift, NK * 16u)    \
+                                : uvec2(0u);                                                   \
     [[unroll]] for (uint w_ = 0u; w_ < NK; w_++) {                                             \
         uvec4 a_ = !(live)                ? uvec4(0u)                                          \
-                   : pc.page_shift != 0u ? UV4Buf(kr_).v[w_]                                   \
+                   : PAGED               ? UV4Buf(kr_).v[w_]                                   \
                                          : UV4Buf(pc.kc).v[(pc.m0 + (m)) * NK + w_];           \
         kk[2u * w_] = vec4(unpackHalf2x16(a_.x), unpackHalf2x16(a_.y));                        \
         kk[2u * w_ + 1u] = vec4(unpackHalf2x16(a_.z), unpackHalf2x16(a_.w));                   \
+    }
+
+// Word w of a key row (8 halves) into the running dot product s with the query.
+#define ROW_WORD(s, word, w)                                                                   \
+    {                                                                                          \
+        uvec4 a_ = (word);                                                                     \
+        s += dot(q[2u * (w)], vec4(unpackHalf2x16(a_.x), unpackHalf2x16(a_.y)));              \
+        s += dot(q[2u * (w) + 1u], vec4(unpackHalf2x16(a_.z), unpackHalf2x16(a_.w)));         \
     }
 
 #define DOT_ROW(s, kk)                                                                         \
@@ -70,15 +83,21 @@ void main()
     uint sgl = gl_SubgroupInvocationID;
     uint cl = sgl % 8u, src0 = sgl - cl;
     vec4 q[NQ];
-    if (pc.n == 1u) { // uniform: one token per lane
-        uint m = gl_GlobalInvocationID.x;
+    if (pc.n == 1u) { // uniform
         LOAD_QUERY(0u);
-        vec4 k1[2u * NK];
-        LOAD_KEY(k1, m, m < pc.lm);
-        float s1;
-        DOT_ROW(s1, k1);
-        if (m < pc.lm)
+        uint stride = gl_NumWorkGroups.x * gl_WorkGroupSize.x;
+        for (uint m = gl_GlobalInvocationID.x; m < pc.lm; m += stride) {
+            float s1 = 0.0; // the order of DOT_ROW
+            if (PAGED) {
+                uvec2 kr = page_row(pc.pages, pc.m0 + m, pc.page_shift, NK * 16u);
+                [[unroll]] for (uint w = 0u; w < NK; w++)
+                    ROW_WORD(s1, UV4Buf(kr).v[w], w);
+            } else {
+                [[unroll]] for (uint w = 0u; w < NK; w++)
+                    ROW_WORD(s1, UV4Buf(pc.kc).v[(pc.m0 + m) * NK + w], w);
+            }
             pc.f.v[m] = s1;
+        }
         return;
     }
     // chunks: TM tokens per lane, m = base + lane + WG * t (a workgroup covers WG*TM tokens)

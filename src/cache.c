@@ -145,9 +145,10 @@ static esa_status choose_attend(esa_cache *c)
     c->score_tm = esa_max_u32(1u, esa_min_u32(8u, 256u / c->dc));
     /* one query: a pipeline of its own, with tm 1 (the register tile of the chunk path, though
      * never run, made lavapipe's one-query path 3.5x slower) */
-    esa_status ss = esa_score_pipeline(ctx, c->dc, 1, &c->score_pipe[0]);
+    int paged = c->d.score_mode == ESA_SCORES_EXACT;
+    esa_status ss = esa_score_pipeline(ctx, c->dc, 1, paged, &c->score_pipe[0]);
     if (ss == ESA_SUCCESS)
-        ss = esa_score_pipeline(ctx, c->dc, c->score_tm, &c->score_pipe[1]);
+        ss = esa_score_pipeline(ctx, c->dc, c->score_tm, paged, &c->score_pipe[1]);
     if (ss != ESA_SUCCESS)
         return ss;
     for (int v = 0; v < 2; v++) {

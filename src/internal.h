@@ -124,8 +124,12 @@ typedef struct esa_attend_tuning {
 } esa_attend_tuning;
 void esa_attend_tuning_for(const esa_context *ctx, uint32_t head_dim, uint32_t group, int decode,
                            esa_attend_tuning *out);
-/* The score pipeline for score dimension dc (a multiple of 8) and tm tokens per lane. */
-esa_status esa_score_pipeline(esa_context *ctx, uint32_t dc, uint32_t tm, VkPipeline *out);
+/* The score pipeline for score dimension dc (a multiple of 8) and tm tokens per lane; paged:
+ * exact scores, the keys read through the page table. */
+esa_status esa_score_pipeline(esa_context *ctx, uint32_t dc, uint32_t tm, int paged, VkPipeline *out);
+/* Workgroups of one query's score dispatch at most (each lane then walks several middle
+ * tokens), 0: one token per invocation. */
+uint32_t esa_score_groups(const esa_context *ctx);
 #define ESA_SCORE_WG 64u      /* score.comp's workgroup size */
 #define ESA_SCORE_MAX_DC 1024u /* its register rows: d' (G*d with exact scores) at most this */
 /* Whether every word of a caller's reserved array is zero; the count comes from the array. */

@@ -131,10 +131,10 @@ void esa_pipelines_destroy(esa_context *ctx)
         ctx->vk.vkDestroyPipelineLayout(ctx->device, ctx->layout, NULL);
 }
 
-esa_status esa_score_pipeline(esa_context *ctx, uint32_t dc, uint32_t tm, VkPipeline *out)
+esa_status esa_score_pipeline(esa_context *ctx, uint32_t dc, uint32_t tm, int paged, VkPipeline *out)
 {
-    uint32_t spec[3] = {ESA_SCORE_WG, dc, tm};
-    return make_pipeline(ctx, ctx->score_module, spec, 3, out);
+    uint32_t spec[4] = {ESA_SCORE_WG, dc, tm, paged ? 1u : 0u}; /* a bool constant: 4 bytes */
+    return make_pipeline(ctx, ctx->score_module, spec, 4, out);
 }
 
 esa_status esa_attend_pipeline(esa_context *ctx, const esa_cache_desc *d,

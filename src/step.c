@@ -28,12 +28,13 @@ void esa_record_compress(esa_cache *c, VkCommandBuffer cb, const esa_pc_compress
 
 void esa_record_scores(esa_cache *c, VkCommandBuffer cb, const esa_pc_score *sc)
 {
-    /* One token per invocation for one query, score_tm for chunks: past 65535 workgroups (the
-     * spec's minimum of maxComputeWorkGroupCount[0]) the range goes in several dispatches, each
-     * a slice of f and of the keys; the row maxima of mode 0 accumulate over all of them
-     * before mode 1. */
+    /* One token per invocation for one query (at most esa_score_groups workgroups, which then
+     * loop), score_tm for chunks: past 65535 workgroups (the spec's minimum of
+     * maxComputeWorkGroupCount[0]) the range goes in several dispatches, each a slice of f and
+     * of the keys; the row maxima of mode 0 accumulate over all of them before mode 1. */
     esa_context *ctx = c->ctx;
     uint32_t per_wg = ESA_SCORE_WG * (sc->n > 1 ? c->score_tm : 1u);
+    uint32_t cap = sc->n > 1 ? 0u : esa_score_groups(ctx);
     const uint32_t slice = per_wg * 65535u;
     for (uint32_t mode = sc->n > 1 ? 0u : 1u; mode < 2; mode++)
         for (uint32_t m = 0; m < sc->lm; m += slice) {
@@ -43,7 +44,8 @@ void esa_record_scores(esa_cache *c, VkCommandBuffer cb, const esa_pc_score *sc)
             pc.lm = esa_min_u32(slice, sc->lm - m);
             pc.f = sc->f + (VkDeviceAddress)m * 4;
             esa_cmd_push(ctx, cb, c->score_pipe[sc->n > 1], &pc, sizeof pc);
-            ctx->vk.vkCmdDispatch(cb, esa_div_up(pc.lm, per_wg), 1, 1);
+            uint32_t groups = esa_div_up(pc.lm, per_wg);
+            ctx->vk.vkCmdDispatch(cb, cap ? esa_min_u32(groups, cap) : groups, 1, 1);
             esa_cmd_barrier(ctx, cb);
         }
 }

@@ -548,11 +548,13 @@ static void test_scores(esa_context *ctx)
         check_scores(c, dcs[di], 5, 1000, 3, 1e-3f, 1e-2f);
         esa_cache_destroy(c);
     }
-    /* exact scores: keys read straight from the fp16 K cache, dc = G*d */
+    /* exact scores: keys read straight from the fp16 K cache, dc = G*d; 11000 keys: the lanes
+     * of one query's capped dispatch (esa_score_groups) walk several keys each, across pages */
     esa_cache_desc desc = {.n_layers = 1, .n_heads = 4, .n_kv_heads = 2, .head_dim = 16,
-                           .score_mode = ESA_SCORES_EXACT, .chunk = 16, .max_tokens = 1100};
+                           .score_mode = ESA_SCORES_EXACT, .chunk = 16, .max_tokens = 11100};
     esa_cache *c = make_cache(ctx, &desc);
     check_scores(c, 32, 1, 1000, 11, 1.0f, 1.0f);
+    check_scores(c, 32, 1, 11000, 11, 1.0f, 1.0f);
     check_scores(c, 32, 13, 1000, 11, 1.0f, 1.0f);
     esa_cache_destroy(c);
     /* dc = 1024, the largest: one key per lane, 32 query slices per lane */
@@ -830,7 +832,7 @@ int main(void)
     PART("top-k 1M", test_topk_large(c, big_lm));
     PART("top-k adv", test_topk_adversarial(ctx, c, big_lm));
     PART("compress", test_compress(c));
-    PART("scores 4.2M", check_scores_huge(c, 2, huge_lm - 7, 7));
+    PART("scores 4.2M", check_scores_huge(c, 2, huge_lm - 7, 7); check_scores_huge(c, 1, huge_lm - 7, 7));
     esa_cache_destroy(c);
     PART("scores", test_scores(ctx));
     PART("attention", test_attention(ctx, "H8G2d64-neox", 8, 2, 64, 64, ESA_ROPE_NEOX);
