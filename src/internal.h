@@ -25,6 +25,8 @@ typedef struct esa_buffer {
 enum esa_pipeline_id {
     ESA_PIPE_APPEND,
     ESA_PIPE_COMPRESS,
+    ESA_PIPE_COMPRESS_ONE, /* compress.comp with TT 1: one token */
+    ESA_PIPE_COMPRESS_REDUCE,
     ESA_PIPE_PROXIMITY,
     ESA_PIPE_TOPK_PICK,
     ESA_PIPE_TOPK_HIST1,
@@ -130,6 +132,9 @@ esa_status esa_score_pipeline(esa_context *ctx, uint32_t dc, uint32_t tm, int pa
 /* Workgroups of one query's score dispatch at most (each lane then walks several middle
  * tokens), 0: one token per invocation. */
 uint32_t esa_score_groups(const esa_context *ctx);
+/* Workgroups compress.comp should have at least: with fewer (few tokens), its columns are split
+ * over more, and compress_reduce.comp adds the splits. */
+uint32_t esa_compress_groups(const esa_context *ctx);
 #define ESA_SCORE_WG 64u      /* score.comp's workgroup size */
 #define ESA_SCORE_MAX_DC 1024u /* its register rows: d' (G*d with exact scores) at most this */
 /* Whether every word of a caller's reserved array is zero; the count comes from the array. */
@@ -224,7 +229,7 @@ struct esa_cache {
                                    * candidates */
     esa_buffer topk_bits;         /* uint [max blocks][ESA_TOPK_WORDS] selection bitmap */
     esa_buffer cand;              /* uint [max_tokens][2] top-k candidates (key, index) */
-    esa_buffer part_o, part_ml;   /* partial slots */
+    esa_buffer part_o, part_ml;   /* partial slots (part_o also holds compress.comp's split sums) */
     uint64_t part_floats;         /* capacity of part_o in floats */
     esa_buffer upload;            /* host-visible q, k, v of one chunk */
     esa_buffer download;          /* host-visible output of one chunk */

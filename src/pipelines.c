@@ -14,6 +14,8 @@ typedef struct shader_entry {
 static const shader_entry shaders[ESA_PIPE_COUNT] = {
     [ESA_PIPE_APPEND] = {esa_shader_append_spv, &esa_shader_append_spv_size},
     [ESA_PIPE_COMPRESS] = {esa_shader_compress_spv, &esa_shader_compress_spv_size},
+    [ESA_PIPE_COMPRESS_ONE] = {esa_shader_compress_spv, &esa_shader_compress_spv_size},
+    [ESA_PIPE_COMPRESS_REDUCE] = {esa_shader_compress_reduce_spv, &esa_shader_compress_reduce_spv_size},
     [ESA_PIPE_PROXIMITY] = {esa_shader_proximity_spv, &esa_shader_proximity_spv_size},
     [ESA_PIPE_TOPK_PICK] = {esa_shader_topk_pick_spv, &esa_shader_topk_pick_spv_size},
     [ESA_PIPE_TOPK_HIST1] = {esa_shader_topk_hist1_spv, &esa_shader_topk_hist1_spv_size},
@@ -89,10 +91,10 @@ esa_status esa_pipelines_create(esa_context *ctx)
             return s;
         uint32_t spec[3] = {wg, 0, 0};
         uint32_t nspec = 1;
-        if (i == ESA_PIPE_COMPRESS) {
-            spec[0] = 64;
+        if (i == ESA_PIPE_COMPRESS || i == ESA_PIPE_COMPRESS_ONE) {
+            spec[0] = ESA_COMPRESS_WG;
             spec[1] = compress_tile;
-            spec[2] = ESA_COMPRESS_TOKENS;
+            spec[2] = i == ESA_PIPE_COMPRESS ? ESA_COMPRESS_TOKENS : 1u;
             nspec = 3;
         } else if (i == ESA_PIPE_PROXIMITY) {
             spec[1] = ESA_MAX_RADIUS;

@@ -19,13 +19,16 @@ _Static_assert(sizeof(esa_pc_append) == 72, "append push constants");
 
 typedef struct esa_pc_compress { /* shaders/compress.comp */
     uint64_t x;                 /* [n][x_stride] f32 or f16 */
-    uint64_t mt;                /* f32 [cols][rows]: the matrix, transposed */
+    uint64_t mt;                /* f32 [cols][rows rounded up to 4]: the matrix, transposed */
     uint64_t out;               /* [n][out_stride] f32 or f16 */
     uint64_t x_pages;           /* x_shift != 0: x is the cache's K, through this page table */
-    uint32_t n, rows, cols, x_stride, out_stride, x_f16, out_f16, x_row0, x_shift, pad;
+    uint64_t part;              /* f32 [splits][n][rows up to 4]: partial sums when split_cols < cols */
+    uint32_t n, rows, cols, x_stride, out_stride, x_f16, out_f16, x_row0, x_shift;
+    uint32_t split_cols;        /* columns a workgroup sums (esa_record_compress sets it) */
 } esa_pc_compress;
-_Static_assert(sizeof(esa_pc_compress) == 72, "compress push constants");
-#define ESA_COMPRESS_TOKENS 8u /* tokens per workgroup of compress.comp (its TT) */
+_Static_assert(sizeof(esa_pc_compress) == 80, "compress push constants");
+#define ESA_COMPRESS_TOKENS 8u /* tokens per workgroup of compress.comp (its TT; 1 for one token) */
+#define ESA_COMPRESS_WG 32u    /* its workgroup size: four output rows an invocation */
 
 typedef struct esa_pc_score { /* shaders/score.comp */
     uint64_t qc;                /* f32 [n][dc] */

@@ -228,7 +228,8 @@ esa_status esa_debug_compress(esa_cache *c, const void *x, esa_dtype x_dtype, ui
     CHECK(x_dtype == ESA_F32 || cols % 2 == 0, "fp16 input needs an even cols");
     CHECK(out_dtype == ESA_F32 || rows % 2 == 0, "fp16 output needs an even rows");
     uint64_t x_bytes = (uint64_t)n * cols * (x_dtype == ESA_F16 ? 2 : 4);
-    uint64_t m_bytes = (uint64_t)rows * cols * 4;
+    uint32_t rs = (rows + 3u) & ~3u; /* compress.glsl: the matrix's rows padded to 4 */
+    uint64_t m_bytes = (uint64_t)rs * cols * 4;
     uint64_t o_bytes = (uint64_t)n * rows * (out_dtype == ESA_F16 ? 2 : 4);
     esa_buffer xb = {0}, mb = {0}, ob = {0};
     esa_status s = esa_buffer_create(ctx, x_bytes, ESA_MEM_DEVICE, &xb);
@@ -241,10 +242,11 @@ esa_status esa_debug_compress(esa_cache *c, const void *x, esa_dtype x_dtype, ui
         s = run_begin(&r, ctx, pad16(x_bytes) + pad16(m_bytes), pad16(o_bytes));
     if (s == ESA_SUCCESS) {
         put(&r, x, x_bytes, &xb, 0);
-        float *mt = stage(&r, m_bytes, &mb, 0); /* [cols][rows] */
+        float *mt = stage(&r, m_bytes, &mb, 0); /* [cols][rs] */
+        memset(mt, 0, m_bytes);
         for (uint32_t i = 0; i < rows; i++)
             for (uint32_t j = 0; j < cols; j++)
-                mt[(size_t)j * rows + i] = m[(size_t)i * cols + j];
+                mt[(size_t)j * rs + i] = m[(size_t)i * cols + j];
         esa_cmd_barrier(ctx, r.cb);
         esa_pc_compress pc = {
             .x = xb.address, .mt = mb.address, .out = ob.address, .n = n, .rows = rows,

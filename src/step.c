@@ -19,11 +19,34 @@ static void dispatch(esa_cache *c, VkCommandBuffer cb, int pipe, const void *pc,
     esa_cmd_barrier(ctx, cb);
 }
 
-void esa_record_compress(esa_cache *c, VkCommandBuffer cb, const esa_pc_compress *pc)
+void esa_record_compress(esa_cache *c, VkCommandBuffer cb, const esa_pc_compress *in)
 {
+    /* A workgroup covers 4 * ESA_COMPRESS_WG rows and ESA_COMPRESS_TOKENS tokens (one with the
+     * one-token pipeline). A decode step has one token: one workgroup would read the whole
+     * matrix (2 MiB for a Llama-3-8B query), so the columns are split until there are
+     * esa_compress_groups workgroups (at least 64 columns each, the partials within part_o,
+     * which no attention holds at this point of a step: every dispatch ends with a barrier),
+     * and compress_reduce.comp adds the splits. */
     esa_context *ctx = c->ctx;
-    esa_cmd_push(ctx, cb, ctx->pipes[ESA_PIPE_COMPRESS], pc, sizeof *pc);
-    ctx->vk.vkCmdDispatch(cb, esa_div_up(esa_div_up(pc->rows, 2), 64), esa_div_up(pc->n, ESA_COMPRESS_TOKENS), 1);
+    esa_pc_compress pc = *in;
+    uint32_t quads = esa_div_up(pc.rows, 4), tt = pc.n == 1 ? 1u : ESA_COMPRESS_TOKENS;
+    uint32_t gx = esa_div_up(quads, ESA_COMPRESS_WG), gy = esa_div_up(pc.n, tt);
+    uint32_t splits = 1, want = esa_compress_groups(ctx);
+    if (gx * gy < want) {
+        uint64_t room = c->part_floats / ((uint64_t)pc.n * quads * 4);
+        splits = esa_min_u32(esa_div_up(want, gx * gy), esa_div_up(pc.cols, 64));
+        splits = (uint32_t)(room < splits ? room : splits);
+        splits = esa_max_u32(splits, 1);
+    }
+    pc.split_cols = esa_div_up(pc.cols, splits);
+    splits = esa_div_up(pc.cols, pc.split_cols);
+    pc.part = splits > 1 ? c->part_o.address : 0;
+    esa_cmd_push(ctx, cb, ctx->pipes[pc.n == 1 ? ESA_PIPE_COMPRESS_ONE : ESA_PIPE_COMPRESS], &pc, sizeof pc);
+    ctx->vk.vkCmdDispatch(cb, gx, gy, splits);
+    if (splits > 1) { /* the barrier after the reduce keeps the next split's partials apart */
+        esa_cmd_barrier(ctx, cb);
+        dispatch(c, cb, ESA_PIPE_COMPRESS_REDUCE, &pc, sizeof pc, esa_div_up(pc.n * quads, ctx->wg_size), 1);
+    }
 }
 
 void esa_record_scores(esa_cache *c, VkCommandBuffer cb, const esa_pc_score *sc)

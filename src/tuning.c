@@ -70,6 +70,12 @@ uint32_t esa_score_groups(const esa_context *ctx)
     return ctx->tuning == ESA_TUNING_CPU ? 64u : 0u;
 }
 
+uint32_t esa_compress_groups(const esa_context *ctx)
+{
+    /* CPU drivers: a few per thread; GPUs: enough to spread a matrix read over the device */
+    return ctx->tuning == ESA_TUNING_CPU ? 16u : 256u;
+}
+
 uint32_t esa_topk_filter_lane_words(const esa_context *ctx)
 {
     /* CPU drivers: each lane scans whole bitmap words, branch-free, its candidates in a loop
