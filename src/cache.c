@@ -189,7 +189,7 @@ static esa_status alloc_all(esa_cache *c)
     ALLOC(&c->qf[1], C * hd * 4, ESA_MEM_DEVICE);
     ALLOC(&c->qc, C * c->dc * 4, ESA_MEM_DEVICE);
     ALLOC(&c->rowmax, C * 4, ESA_MEM_DEVICE);
-    ALLOC(&c->f, T * 4, ESA_MEM_DEVICE);
+    ALLOC(&c->f, (T + 3) / 4 * 16, ESA_MEM_DEVICE); /* proximity.comp reads whole vec4s */
     ALLOC(&c->keys, T * 4, ESA_MEM_DEVICE);
     ALLOC(&c->topk, ESA_TOPK_STATE_WORDS * 4, ESA_MEM_DEVICE);
     uint64_t blocks = esa_div_up(d->max_tokens, ESA_TOPK_BLOCK);

@@ -41,8 +41,8 @@ typedef struct esa_pc_score { /* shaders/score.comp */
 _Static_assert(sizeof(esa_pc_score) == 64, "score push constants");
 
 typedef struct esa_pc_proximity { /* shaders/proximity.comp */
-    uint64_t f;                 /* f32 [lm] */
-    uint64_t keys;              /* uint [lm] */
+    uint64_t f;                 /* f32 [lm rounded up to 4], read as vec4s */
+    uint64_t keys;              /* uint [lm], 16-byte aligned */
     uint64_t state;             /* uint [ESA_TOPK_STATE_WORDS]: its histogram is words 0..2047 */
     uint32_t lm, radius;
 } esa_pc_proximity;
