@@ -6,7 +6,7 @@
 //           topk_hist1 and pass 1: empty unless the bin holds more than deep_limit() keys.
 //   pass 1: digit 1 (bits 20..10) of the keys in that bin, histogram by topk_hist1; clears it
 //           for the histogram topk_filter gathers.
-layout(local_size_x = 256) in;
+layout(local_size_x_id = 0) in; // esa_topk_wg: 64 on CPU drivers, 256 on GPUs
 #include "topk.glsl"
 #define SCAN_COUNTS BINS
 #include "wgscan.glsl"

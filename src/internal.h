@@ -152,6 +152,7 @@ static inline int esa_tuning_valid(esa_tuning t)
     return t == ESA_TUNING_AUTO || t == ESA_TUNING_CPU || t == ESA_TUNING_GPU;
 }
 /* The workgroup size of topk_filter.comp (tuning.c). */
+uint32_t esa_topk_wg(const esa_context *ctx);
 uint32_t esa_topk_filter_wg(const esa_context *ctx);
 /* Whether topk_filter.comp scans by lane-owned words (1, CPU drivers) or by subgroup ballots. */
 uint32_t esa_topk_filter_lane_words(const esa_context *ctx);

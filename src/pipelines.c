@@ -106,8 +106,8 @@ esa_status esa_pipelines_create(esa_context *ctx)
             nspec = 2;
         } else if (i == ESA_PIPE_TOPK_WRITE) {
             spec[0] = ctx->info.subgroup_size; /* one subgroup a block */
-        } else if (i >= ESA_PIPE_TOPK_PICK && i <= ESA_PIPE_TOPK_WRITE) {
-            nspec = 0; /* fixed local sizes: the block layout depends on them */
+        } else if (i == ESA_PIPE_TOPK_PICK || i == ESA_PIPE_TOPK_HIST1 || i == ESA_PIPE_TOPK_RESOLVE) {
+            spec[0] = esa_topk_wg(ctx); /* any multiple of 16 (wgscan.glsl) */
         }
         s = make_pipeline(ctx, m, spec, nspec, &ctx->pipes[i]);
         ctx->vk.vkDestroyShaderModule(ctx->device, m, NULL);
