@@ -1,7 +1,7 @@
 // topk.glsl - shared by the top-k passes: the k largest order keys, ties to the lower position,
 // written ascending by position. Radix select from the most significant bits as in AIR top-k
-// (rapidsai/raft select_radix.cuh: 11-bit digits, the next digit's histogram fused into the
-// filter), with dispatch boundaries instead of inter-workgroup spinning (Vulkan has no
+// (rapidsai/raft select_radix.cuh: 11-bit digits, the first digit's histogram fused into
+// proximity.comp), with dispatch boundaries instead of inter-workgroup spinning (Vulkan has no
 // forward-progress guarantee between workgroups), and with ties resolved by position so the
 // result depends only on the set of keys, never on the order of atomics.
 //
@@ -15,8 +15,8 @@
 //   topk_filter     read 1 of the keys, a workgroup per block of BLOCK keys: a key above the
 //                   threshold prefix is selected (a bit in the block's bitmap, a count in
 //                   blocks[]); a key on it is a candidate, appended as (key, index) to a list
-//                   and counted in the histogram of the next digit
-//   topk_resolve    1 workgroup, over the candidates only: the threshold key T and the position
+//   topk_resolve    1 workgroup, over the candidates only (the histograms of their next
+//                   digits counted there): the threshold key T and the position
 //                   cutoff among the keys equal to T; sets the taken candidates' bits and turns
 //                   blocks[] into output offsets
 //   topk_write      a workgroup per block: its bitmap (BLOCK / 8 bytes, not the keys) ->
@@ -40,7 +40,7 @@ layout(push_constant) uniform PC {
 } pc;
 
 const uint BINS = 2048u;          // 11-bit digits (digit 2, bits 9..0, has 1024)
-const uint S_HIST1 = 2048u;       // state: [0, 2048) digit 0 histogram, [2048, 4096) the next
+const uint S_HIST1 = 2048u;       // state: [0, 2048) digit 0 histogram, [2048, 4096) digit 1's (deep)
 const uint S_PREFIX = 4096u;      // the threshold prefix: keys with key >> S_SHIFT above it
 const uint S_SHIFT = 4097u;       //   are taken, keys on it are candidates; S_SHIFT 21 or 10
 const uint S_NEED = 4098u;        // keys on the prefix to take (1 .. their count)

@@ -3,8 +3,8 @@
 // contiguous run of it: a key above the threshold prefix (bits 31..21, or 31..10 after a deep
 // pick), or on it when all keys on it are taken, is selected: its bit is set in the block's
 // bitmap (the words are subgroup ballots, written once each) and counted in blocks[]; a key on
-// the prefix is a candidate, appended as (key, index) to the list topk_resolve reads, counted
-// in the histogram of its next digit (bits 20..10, or 9..0) and in blocks[nblocks + block].
+// the prefix is a candidate, appended as (key, index) to the list topk_resolve reads (which
+// counts their next digit itself) and counted in blocks[nblocks + block].
 // Subgroup operations only: no shared memory and no barrier (lavapipe switches coroutines at
 // every barrier of a many-subgroup workgroup), so the workgroup size is free (a
 // specialization constant). blocks[] must be zero before (esa_record_topk clears it).
@@ -35,8 +35,7 @@ void classify(uint key, uint c, uint shift, uint prefix, inout uint word, inout 
 // holds the end of the keys) sits in loops whose trip counts are data: skipped when no lane
 // has any (measured on lavapipe: the same filter with `if`-guarded atomics per key took 5x
 // the time of a plain read of the keys).
-void filter_lane_words(uint blk, uint base, uint first, uint run, uint prefix, uint shift, uint next,
-                       uint nmask, bool whole)
+void filter_lane_words(uint blk, uint base, uint first, uint run, uint prefix, uint shift, bool whole)
 {
     uint S = gl_SubgroupSize, lane = gl_SubgroupInvocationID;
     uint taken = 0u, ncand = 0u;
@@ -66,9 +65,8 @@ void filter_lane_words(uint blk, uint base, uint first, uint run, uint prefix, u
         if (nc != 0u) // one atomic a word (masked off, it costs a pass over the lanes, no more)
             at = atomicAdd(pc.state.v[S_NCAND], nc);
         for (; cw != 0u; cw &= cw - 1u) {
-            uint j = j0 + uint(findLSB(cw)), key = pc.keys.v[j];
-            pc.cand.v[at++] = uvec2(key, j);
-            atomicAdd(pc.state.v[S_HIST1 + ((key >> next) & nmask)], 1u);
+            uint j = j0 + uint(findLSB(cw));
+            pc.cand.v[at++] = uvec2(pc.keys.v[j], j);
         }
     }
     taken = subgroupAdd(taken);
@@ -88,10 +86,9 @@ void main()
     uint run = BLOCK / gl_NumSubgroups; // a multiple of 32 and of S (the host sizes the group)
     uint first = base + gl_SubgroupID * run;
     uint prefix = pc.state.v[S_PREFIX], shift = pc.state.v[S_SHIFT];
-    uint next = shift == 21u ? 10u : 0u, nmask = shift == 21u ? BINS - 1u : 1023u;
     bool whole = pc.state.v[S_ALL] != 0u;
     if (LANE_WORDS != 0u) {
-        filter_lane_words(blk, base, first, run, prefix, shift, next, nmask, whole);
+        filter_lane_words(blk, base, first, run, prefix, shift, whole);
         return;
     }
     uint taken = 0u, ncand = 0u, word = 0u;
@@ -123,16 +120,8 @@ void main()
             if (subgroupElect())
                 at = atomicAdd(pc.state.v[S_NCAND], nc);
             at = subgroupBroadcastFirst(at) + subgroupBallotExclusiveBitCount(cb);
-            uint digit = (key >> next) & nmask;
-            uint lo = subgroupMin(cand ? digit : 0xffffffffu), hi = subgroupMax(cand ? digit : 0u);
             if (cand)
                 pc.cand.v[at] = uvec2(key, j);
-            if (lo == hi) { // the usual case with many candidates: one bin, one atomic
-                if (subgroupElect())
-                    atomicAdd(pc.state.v[S_HIST1 + lo], nc);
-            } else if (cand) {
-                atomicAdd(pc.state.v[S_HIST1 + digit], 1u);
-            }
             ncand += nc;
         }
     }

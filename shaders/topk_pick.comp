@@ -4,8 +4,7 @@
 // no key needs a closer look).
 //   pass 0: digit 0 (bits 31..21), histogram by proximity.comp. Also sizes the dispatches of
 //           topk_hist1 and pass 1: empty unless the bin holds more than deep_limit() keys.
-//   pass 1: digit 1 (bits 20..10) of the keys in that bin, histogram by topk_hist1; clears it
-//           for the histogram topk_filter gathers.
+//   pass 1: digit 1 (bits 20..10) of the keys in that bin, histogram by topk_hist1.
 layout(local_size_x_id = 0) in; // esa_topk_wg: 64 on CPU drivers, 256 on GPUs
 #include "topk.glsl"
 #define SCAN_COUNTS BINS
@@ -19,9 +18,6 @@ void main()
         s_cnt[b] = pc.state.v[at + b];
     uint need = pc.pass == 0u ? pc.k : pc.state.v[S_NEED];
     wg_crossing(0u, BINS, true, need);
-    if (pc.pass == 1u)
-        for (uint b = lid; b < BINS; b += gl_WorkGroupSize.x)
-            pc.state.v[S_HIST1 + b] = 0u;
     if (lid == 0u) {
         uint bin = s_cross_at, count = s_cnt[bin];
         need -= s_cross_before;

@@ -1,12 +1,12 @@
 #version 450
 // topk_resolve.comp - one workgroup, over the candidates of topk_filter only (the keys on the
 // threshold prefix: usually a few thousand; lm at worst, when all keys are equal):
-//   1. (prefix of bits 31..21) digit 1 (bits 20..10): its bin b1 from the histogram
-//      topk_filter gathered;
+//   1. (prefix of bits 31..21) digit 1 (bits 20..10): its bin b1 from their histogram;
 //   2. one read of the candidates: those above b1 are taken, those on it ("survivors") are
 //      counted by digit 2 (bits 9..0) and by block, and copied behind the list when there is
 //      room, so the next read sees only them. After a deep pick (prefix of bits 31..10) the
-//      candidates are the survivors, and topk_filter counted them by digit 2 and by block;
+//      candidates are the survivors (topk_filter counted them by block; digit 2 is counted
+//      here);
 //   3. digit 2 gives the exact threshold key T and `need`, how many keys equal to T to take.
 //      When fewer are needed than there are, per-block counts of the ties find the block where
 //      the running count reaches `need`;
@@ -32,14 +32,27 @@ void take(uvec2 c)
     atomicOr(pc.bits.v[c.y >> 5], 1u << (c.y & 31u));
 }
 
+// s_cnt[0, mask] = the histogram of (key >> shift) & mask over the n candidates (one read of
+// the list: topk_filter counts no digits, which on CPU drivers cost an atomic a candidate in
+// a pass over all the keys).
+void count_digit(uint n, uint shift, uint mask)
+{
+    uint lid = gl_LocalInvocationIndex, wg = gl_WorkGroupSize.x;
+    for (uint b = lid; b <= mask; b += wg)
+        s_cnt[b] = 0u;
+    barrier();
+    for (uint i = lid; i < n; i += wg)
+        atomicAdd(s_cnt[(pc.cand.v[i].x >> shift) & mask], 1u);
+    barrier();
+}
+
 // Steps 1 and 2: t holds bits 31..21 of T and gets bits 20..10. Returns true when every key
 // on the new prefix is taken (then nothing is left to do); else the survivors are counted in
 // s_cnt and are cand[n, n + m) when copy, or those of cand[0, n) with t's bits 31..10.
 bool digit1(uint n, uint nblk, inout uint t, inout uint need, out uint m, out bool copy)
 {
     uint lid = gl_LocalInvocationIndex, wg = gl_WorkGroupSize.x;
-    for (uint b = lid; b < BINS; b += wg)
-        s_cnt[b] = pc.state.v[S_HIST1 + b];
+    count_digit(n, 10u, BINS - 1u);
     wg_crossing(0u, BINS, true, need);
     uint b1 = s_cross_at;
     need -= s_cross_before;
@@ -149,8 +162,7 @@ void main()
             if (!digit1(n, nblk, t, need, m, copy))
                 last_digit(nblk, t, need, copy ? n : 0u, copy ? m : n, m);
         } else { // deep: the candidates are the survivors
-            for (uint b = lid; b < 1024u; b += wg)
-                s_cnt[b] = pc.state.v[S_HIST1 + b];
+            count_digit(n, 0u, 1023u);
             for (uint b = lid; b < nblk; b += wg)
                 s_cnt[TIES + b] = pc.blocks.v[nblk + b];
             last_digit(nblk, prefix << 10, need, 0u, n, n);
