@@ -32,19 +32,20 @@ void main()
     uint cbeg = gl_WorkGroupID.z * pc.split_cols, cend = min(pc.cols, cbeg + pc.split_cols);
     for (uint c0 = cbeg; c0 < cend; c0 += TC) {
         uint tile = min(TC, cend - c0);
-        for (uint j = gl_LocalInvocationID.x; j < TILE; j += gl_WorkGroupSize.x) {
-            uint t = j / TC, e = c0 + j % TC;
-            float xv = 0.0;
-            if (t < nt && e < cend) {
-                uint xrow = pc.x_row0 + t0 + t;
-                if (pc.x_shift != 0u)
-                    xv = unpackHalf2x16(U32Buf(page_row(pc.x_pages, xrow, pc.x_shift, pc.x_stride * 2u)).v[e >> 1])[e & 1u];
-                else if (pc.x_f16 != 0u)
-                    xv = unpackHalf2x16(pc.x.v[(xrow * pc.x_stride + e) >> 1])[e & 1u];
-                else
-                    xv = uintBitsToFloat(pc.x.v[xrow * pc.x_stride + e]);
-            }
-            sx[j] = xv;
+        // the tile's columns only (a split may hold fewer than TC), zero past the last token;
+        // one data load an element, from an address chosen first (a CPU driver runs a load
+        // under a branch lane by lane, taken or not)
+        for (uint j = gl_LocalInvocationID.x; j < TT * tile; j += gl_WorkGroupSize.x) {
+            uint t = j / tile, e = c0 + j % tile;
+            uint xrow = pc.x_row0 + t0 + min(t, nt - 1u);
+            uvec2 at;
+            if (pc.x_shift != 0u)
+                at = addr_add(page_row(pc.x_pages, xrow, pc.x_shift, pc.x_stride * 2u), (e >> 1) * 4u);
+            else
+                at = addr_add(uvec2(pc.x), (pc.x_f16 != 0u ? (xrow * pc.x_stride + e) >> 1 : xrow * pc.x_stride + e) * 4u);
+            uint w = U32Buf(at).v[0];
+            float xv = pc.x_f16 != 0u || pc.x_shift != 0u ? unpackHalf2x16(w)[e & 1u] : uintBitsToFloat(w);
+            sx[t * TC + j % tile] = t < nt ? xv : 0.0;
         }
         barrier();
         if (q < quads) { // (idle lanes skip the loop)
