@@ -451,64 +451,91 @@ static int one_step(bench *B, esa_cache *c, const esa_cache_desc *d, const resul
     return check(B->ctx, esa_context_get_profile(B->ctx, p, 1), "esa_context_get_profile");
 }
 
-static void measure(bench *B, esa_cache *c, const esa_cache_desc *d, result *r)
+/* The results of one (shape, N, mode) on one cache, dense and ESA, measured side by side: each
+ * is warmed up, then their runs alternate (dense, ESA, dense, ...), so that a slow phase of a
+ * shared machine slows both and their ratio holds. */
+typedef struct measuring {
+    result *r;
+    double *dev, *host, *stages; /* [runs], [runs], [ESA_STAGE_COUNT][runs] */
+    int dense, live;
+} measuring;
+
+static int measure_run(bench *B, esa_cache *c, const esa_cache_desc *d, measuring *m, uint32_t n, float *out,
+                       uint32_t i)
 {
-    const shape *sh = &SHAPES[r->shape];
-    uint32_t n = r->mode == MODE_DECODE ? 1 : B->o.chunk;
-    float *out = malloc(sizeof(float) * n * d->n_heads * d->head_dim);
-    double *dev = calloc((size_t)B->o.runs * (ESA_STAGE_COUNT + 2), sizeof(double));
-    if (!out || !dev) {
-        snprintf(r->status, sizeof r->status, "out of host memory");
-        free(out);
-        free(dev);
-        return;
-    }
-    double *host = dev + B->o.runs, *stages = host + B->o.runs;
+    result *r = m->r;
     esa_profile p;
     double hs;
-    int dense = 0;
     double scale = (double)r->layers / r->layers_run;
-    for (uint32_t w = 0; w < B->o.warmup; w++) {
-        double t0 = now_s();
-        if (!one_step(B, c, d, r, n, out, &p, &hs, &dense))
-            goto failed;
-        double estimate = (now_s() - t0) * B->o.runs;
-        if (w == 0 && estimate > B->o.max_config_s) {
-            snprintf(r->status, sizeof r->status, "skipped: %u runs would take about %.0f s (--max-seconds %.0f)",
-                     B->o.runs, estimate, B->o.max_config_s);
-            B->stopped[r->shape][r->mode][r->method] = 1;
-            fprintf(stderr, "  %-13s N=%-7u %-7s %-5s %s\n", sh->name, r->n_ctx, MODE_NAME[r->mode],
-                    METHOD_NAME[r->method], r->status);
-            goto done;
+    if (!one_step(B, c, d, r, n, out, &p, &hs, &m->dense)) {
+        snprintf(r->status, sizeof r->status, "failed: %s", esa_context_last_error(B->ctx));
+        m->live = 0;
+        return 0;
+    }
+    m->dev[i] = p.total_ms * scale;
+    m->host[i] = hs * 1e3 * scale;
+    for (int s = 0; s < ESA_STAGE_COUNT; s++)
+        m->stages[(size_t)s * B->o.runs + i] = p.stage_ms[s] * scale;
+    return 1;
+}
+
+static void measure(bench *B, esa_cache *c, const esa_cache_desc *d, result **rs, int nr)
+{
+    const shape *sh = &SHAPES[rs[0]->shape];
+    uint32_t n = rs[0]->mode == MODE_DECODE ? 1 : B->o.chunk, runs = B->o.runs;
+    measuring m[2] = {{0}};
+    float *out = malloc(sizeof(float) * n * d->n_heads * d->head_dim);
+    for (int k = 0; k < nr; k++) {
+        m[k].r = rs[k];
+        m[k].dev = calloc((size_t)runs * (ESA_STAGE_COUNT + 2), sizeof(double));
+        m[k].host = m[k].dev + runs;
+        m[k].stages = m[k].host + runs;
+        m[k].live = out && m[k].dev;
+        if (!m[k].live)
+            snprintf(rs[k]->status, sizeof rs[k]->status, "out of host memory");
+    }
+    for (int k = 0; k < nr; k++) {
+        result *r = m[k].r;
+        for (uint32_t w = 0; m[k].live && w < B->o.warmup; w++) {
+            double t0 = now_s();
+            if (!measure_run(B, c, d, &m[k], n, out, 0))
+                break;
+            double estimate = (now_s() - t0) * runs;
+            if (w == 0 && estimate > B->o.max_config_s) {
+                snprintf(r->status, sizeof r->status, "skipped: %u runs would take about %.0f s (--max-seconds %.0f)",
+                         runs, estimate, B->o.max_config_s);
+                B->stopped[r->shape][r->mode][r->method] = 1;
+                m[k].live = 0;
+            }
         }
     }
-    for (uint32_t i = 0; i < B->o.runs; i++) {
-        if (!one_step(B, c, d, r, n, out, &p, &hs, &dense))
-            goto failed;
-        dev[i] = p.total_ms * scale;
-        host[i] = hs * 1e3 * scale;
-        for (int s = 0; s < ESA_STAGE_COUNT; s++)
-            stages[(size_t)s * B->o.runs + i] = p.stage_ms[s] * scale;
+    for (uint32_t i = 0; i < runs; i++)
+        for (int k = 0; k < nr; k++)
+            if (m[k].live)
+                measure_run(B, c, d, &m[k], n, out, i);
+    for (int k = 0; k < nr; k++) {
+        result *r = m[k].r;
+        if (m[k].live) {
+            r->runs = runs;
+            r->ms = median(m[k].dev, runs);
+            r->host_ms = median(m[k].host, runs);
+            for (int s = 0; s < ESA_STAGE_COUNT; s++)
+                r->stage_ms[s] = median(m[k].stages + (size_t)s * runs, runs);
+            r->esa_is_dense = r->method == METHOD_ESA && m[k].dense;
+            stage_bytes(sh, d, r->n_ctx, n, r->method == METHOD_DENSE || m[k].dense, r->stage_bytes);
+            for (int s = 0; s < ESA_STAGE_COUNT; s++)
+                r->stage_bytes[s] *= r->layers;
+            snprintf(r->status, sizeof r->status, "ok");
+            fprintf(stderr, "  %-13s N=%-7u %-7s %-5s %10.3f ms device, %10.3f ms host%s%s\n", sh->name, r->n_ctx,
+                    MODE_NAME[r->mode], METHOD_NAME[r->method], r->ms, r->host_ms,
+                    r->esa_is_dense ? " (dense: too short to select)" : "", r->layers_run < r->layers ? " (scaled)" : "");
+        } else {
+            fprintf(stderr, "  %-13s N=%-7u %-7s %-5s %s\n", sh->name, r->n_ctx, MODE_NAME[r->mode],
+                    METHOD_NAME[r->method], r->status);
+        }
+        free(m[k].dev);
     }
-    r->runs = B->o.runs;
-    r->ms = median(dev, B->o.runs);
-    r->host_ms = median(host, B->o.runs);
-    for (int s = 0; s < ESA_STAGE_COUNT; s++)
-        r->stage_ms[s] = median(stages + (size_t)s * B->o.runs, B->o.runs);
-    r->esa_is_dense = r->method == METHOD_ESA && dense;
-    stage_bytes(sh, d, r->n_ctx, n, r->method == METHOD_DENSE || dense, r->stage_bytes);
-    for (int s = 0; s < ESA_STAGE_COUNT; s++)
-        r->stage_bytes[s] *= r->layers;
-    snprintf(r->status, sizeof r->status, "ok");
-    fprintf(stderr, "  %-13s N=%-7u %-7s %-5s %10.3f ms device, %10.3f ms host%s%s\n", sh->name, r->n_ctx,
-            MODE_NAME[r->mode], METHOD_NAME[r->method], r->ms, r->host_ms, r->esa_is_dense ? " (dense: too short to select)" : "",
-            r->layers_run < r->layers ? " (scaled)" : "");
-    goto done;
-failed:
-    snprintf(r->status, sizeof r->status, "failed: %s", esa_context_last_error(B->ctx));
-done:
     free(out);
-    free(dev);
 }
 
 static result *new_result(bench *B, int sh, uint32_t N, int mode, int method)
@@ -563,10 +590,12 @@ static void run_point(bench *B, int si, uint32_t N)
         snprintf(why, sizeof why, "filling the cache failed: %s", esa_context_last_error(B->ctx));
     esa_memory_usage u;
     esa_context_memory_usage(B->ctx, &u);
-    for (int m = 0; m < 2; m++)
+    for (int m = 0; m < 2; m++) {
+        if (!(o->modes >> m & 1))
+            continue;
+        result *todo[2];
+        int nt = 0;
         for (int me = 0; me < 2; me++) {
-            if (!(o->modes >> m & 1))
-                continue;
             result *r = new_result(B, si, N, m, me);
             if (!r)
                 continue;
@@ -579,11 +608,14 @@ static void run_point(bench *B, int si, uint32_t N)
             else if (B->stopped[si][m][me])
                 snprintf(r->status, sizeof r->status, "skipped: a shorter context hit --max-seconds");
             else {
-                measure(B, c, &probe, r);
+                todo[nt++] = r;
                 continue;
             }
             fprintf(stderr, "  %-13s N=%-7u %-7s %-5s %s\n", sh->name, N, MODE_NAME[m], METHOD_NAME[me], r->status);
         }
+        if (nt)
+            measure(B, c, &probe, todo, nt);
+    }
     esa_cache_destroy(c);
 }
 
@@ -1039,7 +1071,8 @@ static void write_markdown(const bench *B, const char *cmdline, const char *date
                 B->topk_lm_done, B->topk_ms, B->topk_reads, TOPK_KEY_READS, B->topk_prox_ms, B->topk_score_ms);
     else
         fprintf(f, "\nTop-k alone: %s.\n", B->o.topk_lm ? B->topk_status : "not run");
-    fprintf(f, "\nTimes are medians of the device time (timestamps) of one step over all layers. "
+    fprintf(f, "\nTimes are medians of the device time (timestamps) of one step over all layers; at each "
+               "point the dense and ESA runs alternate, so a slow phase of the machine slows both. "
                "\"selection share\" is compress + score + proximity + top-k over the ESA step. "
                "\"(scaled)\": fewer layers were run and the time multiplied up.\n");
     fclose(f);
