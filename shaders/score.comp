@@ -4,9 +4,10 @@
 //                         (max is order-independent, so the result is deterministic);
 //   mode 1: f[m] = s_0(m) for one query, else max_c (s_c(m) - rowmax[c]).
 // One query (decode): the query is loaded once a lane and the lane walks the middle tokens
-// (grid-stride; esa_score_groups caps the workgroups on CPU drivers so each lane walks many),
-// each key row streamed word by word into the dot product. Chunks: every lane keeps TM middle
-// tokens' compressed keys in registers and the queries stream past: for each query, the 8 lanes of a cluster load a slice
+// (grid-stride; on CPU drivers esa_select_tuning.score_groups caps the workgroups, so each
+// lane walks many), each key row streamed word by word into the dot product. Chunks: every
+// lane keeps TM middle tokens' compressed keys in registers and the queries stream past: for
+// each query, the 8 lanes of a cluster load a slice
 // of it each (16 bytes) and pass the slices around by subgroup shuffles, so each query word is
 // loaded once per 8*TM keys (lavapipe loads lane by lane: loads, not FMAs, are its cost).
 // DC (d', or G*d with exact scores) is a specialization constant and a multiple of 8: the

@@ -4,7 +4,7 @@
 // threshold bin of digit 0, so that topk_pick 1 can narrow the threshold before topk_filter.
 #include "topk.glsl"
 
-layout(local_size_x_id = 0) in; // esa_topk_wg: 64 on CPU drivers, 256 on GPUs
+layout(local_size_x_id = 0) in; // esa_select_tuning.topk_wg (tuning.c)
 
 shared uint s_hist[BINS];
 

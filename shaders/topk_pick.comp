@@ -5,7 +5,7 @@
 //   pass 0: digit 0 (bits 31..21), histogram by proximity.comp. Also sizes the dispatches of
 //           topk_hist1 and pass 1: empty unless the bin holds more than deep_limit() keys.
 //   pass 1: digit 1 (bits 20..10) of the keys in that bin, histogram by topk_hist1.
-layout(local_size_x_id = 0) in; // esa_topk_wg: 64 on CPU drivers, 256 on GPUs
+layout(local_size_x_id = 0) in; // esa_select_tuning.topk_wg (tuning.c)
 #include "topk.glsl"
 #define SCAN_COUNTS BINS
 #include "wgscan.glsl"

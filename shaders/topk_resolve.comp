@@ -17,7 +17,7 @@
 // the set of candidates, not on their order in the list.
 #include "topk.glsl"
 
-layout(local_size_x_id = 0) in; // esa_topk_wg: 64 on CPU drivers, 256 on GPUs
+layout(local_size_x_id = 0) in; // esa_select_tuning.topk_wg (tuning.c)
 
 const uint TIES = 1024u; // s_cnt: [0, 1024) digit-2 histogram, [TIES, TIES + nblocks) ties
 #define SCAN_COUNTS (TIES + MAX_BLOCKS)

@@ -129,12 +129,17 @@ void esa_attend_tuning_for(const esa_context *ctx, uint32_t head_dim, uint32_t g
 /* The score pipeline for score dimension dc (a multiple of 8) and tm tokens per lane; paged:
  * exact scores, the keys read through the page table. */
 esa_status esa_score_pipeline(esa_context *ctx, uint32_t dc, uint32_t tm, int paged, VkPipeline *out);
-/* Workgroups of one query's score dispatch at most (each lane then walks several middle
- * tokens), 0: one token per invocation. */
-uint32_t esa_score_groups(const esa_context *ctx);
-/* Workgroups compress.comp should have at least: with fewer (few tokens), its columns are split
- * over more, and compress_reduce.comp adds the splits. */
-uint32_t esa_compress_groups(const esa_context *ctx);
+/* Kernel shapes of the selection stages, per device type (tuning.c's table). */
+typedef struct esa_select_tuning {
+    uint32_t topk_wg;           /* workgroup size of topk_pick, topk_hist1, topk_resolve */
+    uint32_t filter_wg;         /* of topk_filter (the subgroup size where the table says 0) */
+    uint32_t filter_lane_words; /* 1: topk_filter scans lane-owned words, 0: subgroup ballots */
+    uint32_t score_groups;      /* one query's score dispatch: at most this many workgroups, each
+                                 * lane walking several middle tokens; 0: one token each */
+    uint32_t compress_groups;   /* compress.comp splits its columns until it has this many
+                                 * workgroups (compress_reduce.comp adds the splits) */
+} esa_select_tuning;
+void esa_select_tuning_for(const esa_context *ctx, esa_select_tuning *out);
 #define ESA_SCORE_WG 64u      /* score.comp's workgroup size */
 #define ESA_SCORE_MAX_DC 1024u /* its register rows: d' (G*d with exact scores) at most this */
 /* Whether every word of a caller's reserved array is zero; the count comes from the array. */
@@ -151,11 +156,6 @@ static inline int esa_tuning_valid(esa_tuning t)
 {
     return t == ESA_TUNING_AUTO || t == ESA_TUNING_CPU || t == ESA_TUNING_GPU;
 }
-/* The workgroup size of topk_filter.comp (tuning.c). */
-uint32_t esa_topk_wg(const esa_context *ctx);
-uint32_t esa_topk_filter_wg(const esa_context *ctx);
-/* Whether topk_filter.comp scans by lane-owned words (1, CPU drivers) or by subgroup ballots. */
-uint32_t esa_topk_filter_lane_words(const esa_context *ctx);
 /* How steps read K/V in host pages on this device: an esa_kv_read (tuning.c). */
 uint32_t esa_kv_read_for(const esa_context *ctx);
 /* The attend pipeline for one cache shape and tuning. */

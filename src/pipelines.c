@@ -79,6 +79,8 @@ esa_status esa_pipelines_create(esa_context *ctx)
     uint32_t shared_floats = ctx->info.max_shared_memory / 4u;
     uint32_t compress_tile = esa_min_u32(2048u, shared_floats / 2u);
     /* proximity: its tile and halo of keys plus a 2048-bin histogram in shared memory */
+    esa_select_tuning sel;
+    esa_select_tuning_for(ctx, &sel);
     ctx->proximity_items = 16; /* a multiple of 4: 4 fits wg 256 in the spec's minimum 16 KiB */
     while (ctx->proximity_items > 4 &&
            ((uint64_t)ctx->proximity_items * wg + 2u * ESA_MAX_RADIUS + ESA_TOPK_BINS) * 4u >
@@ -101,13 +103,13 @@ esa_status esa_pipelines_create(esa_context *ctx)
             spec[2] = ctx->proximity_items;
             nspec = 3;
         } else if (i == ESA_PIPE_TOPK_FILTER) {
-            spec[0] = esa_topk_filter_wg(ctx); /* subgroups only: any size that splits a block */
-            spec[1] = esa_topk_filter_lane_words(ctx);
+            spec[0] = sel.filter_wg; /* subgroups only: any size that splits a block */
+            spec[1] = sel.filter_lane_words;
             nspec = 2;
         } else if (i == ESA_PIPE_TOPK_WRITE) {
             spec[0] = ctx->info.subgroup_size; /* one subgroup a block */
         } else if (i == ESA_PIPE_TOPK_PICK || i == ESA_PIPE_TOPK_HIST1 || i == ESA_PIPE_TOPK_RESOLVE) {
-            spec[0] = esa_topk_wg(ctx); /* any multiple of 16 (wgscan.glsl) */
+            spec[0] = sel.topk_wg; /* any multiple of 16 (wgscan.glsl) */
         }
         s = make_pipeline(ctx, m, spec, nspec, &ctx->pipes[i]);
         ctx->vk.vkDestroyShaderModule(ctx->device, m, NULL);

@@ -1,8 +1,9 @@
-/* tuning.c - per-device tuning of the attention kernel, as data: one table of device profiles,
- * chosen when a cache is made (by the context's tuning: the device type unless the caller forced
- * one, esa_context_desc.tuning), then fitted to the cache's shape and to the device's subgroup
- * size. Nothing else in the library branches on the device type, except where host pages are
- * read (esa_kv_read_for: a matter of memory, not of kernels).
+/* tuning.c - per-device tuning of the kernels, as data: a table of attention profiles, chosen
+ * when a cache is made (by the context's tuning: the device type unless the caller forced one,
+ * esa_context_desc.tuning), then fitted to the cache's shape and to the device's subgroup size;
+ * and a table of the selection kernels' shapes (esa_select_tuning_for, at the end). Nothing else in the library
+ * branches on the device type, except where host pages are read (esa_kv_read_for: a matter of
+ * memory, not of kernels).
  *
  * attend.comp reads each key once per 8-lane cluster; its speed is set by how many rows each
  * loaded key word serves and by how the lanes share a row (see attend.comp):
@@ -56,40 +57,32 @@ void esa_attend_tuning_for(const esa_context *ctx, uint32_t head_dim, uint32_t g
     *out = t;
 }
 
-uint32_t esa_topk_wg(const esa_context *ctx)
-{
-    /* topk_pick, topk_hist1 and topk_resolve: CPU drivers run a workgroup's subgroups as
-     * coroutines that switch at every barrier, and pick and resolve are one workgroup of
-     * barriers: 64 (measured on lavapipe: resolve 0.3 -> 0.2 ms at 1M keys); GPUs: 256 */
-    return ctx->tuning == ESA_TUNING_CPU ? 64u : 256u;
-}
+/* The selection kernels, as data. CPU drivers (llvmpipe, measured with esa-bench on Mesa 22.3:
+ * README, "What changed") run each memory access of a subgroup lane by lane and an `if` body
+ * under a mask whether or not a lane takes it, and switch a workgroup's subgroups as coroutines
+ * at every barrier:
+ *  - topk_wg: topk_pick, topk_hist1 and topk_resolve, one workgroup of barriers each: 64 (resolve
+ *    0.3 -> 0.2 ms at 1M keys against 256);
+ *  - filter_wg 0 = one subgroup, so no workgroup waits on another subgroup; lane_words: each
+ *    lane scans whole 32-key bitmap words branch-free, its candidates in a loop
+ *    (topk_filter.comp);
+ *  - score_groups: one query's scores from at most 64 workgroups, each lane walking many keys
+ *    with the query loaded once (2.1x faster at 128k tokens, Llama-3-8B shape, than one key per
+ *    invocation);
+ *  - compress_groups: a few workgroups per thread.
+ * GPUs: 256-wide passes, the subgroup reading neighbours together by ballots (coalesced), one
+ * key per invocation, enough workgroups to spread a matrix read over the device. Not yet
+ * measured on a GPU. */
+static const esa_select_tuning select_profiles[] = {
+    {.topk_wg = 64, .filter_wg = 0, .filter_lane_words = 1, .score_groups = 64, .compress_groups = 16},
+    {.topk_wg = 256, .filter_wg = 256, .filter_lane_words = 0, .score_groups = 0, .compress_groups = 256},
+};
 
-uint32_t esa_topk_filter_wg(const esa_context *ctx)
+void esa_select_tuning_for(const esa_context *ctx, esa_select_tuning *out)
 {
-    /* CPU drivers: one subgroup, so no workgroup ever waits on another subgroup; GPUs: 256 */
-    return ctx->tuning == ESA_TUNING_CPU ? ctx->info.subgroup_size : 256u;
-}
-
-uint32_t esa_score_groups(const esa_context *ctx)
-{
-    /* CPU drivers: a few workgroups per thread, each lane walking many keys with the query
-     * loaded once (measured on lavapipe, 128k tokens at Llama-3-8B shape: 2.1x faster than one
-     * key per invocation, README); GPUs: one key per invocation, as many groups as keys */
-    return ctx->tuning == ESA_TUNING_CPU ? 64u : 0u;
-}
-
-uint32_t esa_compress_groups(const esa_context *ctx)
-{
-    /* CPU drivers: a few per thread; GPUs: enough to spread a matrix read over the device */
-    return ctx->tuning == ESA_TUNING_CPU ? 16u : 256u;
-}
-
-uint32_t esa_topk_filter_lane_words(const esa_context *ctx)
-{
-    /* CPU drivers: each lane scans whole bitmap words, branch-free, its candidates in a loop
-     * (topk_filter.comp says why; README, top-k); GPUs: the subgroup reads neighbours together
-     * (coalesced) by ballots */
-    return ctx->tuning == ESA_TUNING_CPU ? 1u : 0u;
+    *out = select_profiles[ctx->tuning == ESA_TUNING_CPU ? 0 : 1];
+    if (out->filter_wg == 0)
+        out->filter_wg = ctx->info.subgroup_size;
 }
 
 uint32_t esa_kv_read_for(const esa_context *ctx)
