@@ -20,6 +20,14 @@ layout(constant_id = 2) const uint TT = 8;      // tokens per workgroup
 const uint TC = TILE / TT; // columns per tile
 shared float sx[TILE];     // [TT][TC]
 
+// Column jj of the tile into the TT accumulators.
+#define COLUMN(jj)                                                                             \
+    if ((jj) < tile) {                                                                         \
+        vec4 m_ = pc.mt.v[(c0 + (jj)) * quads + q];                                            \
+        [[unroll]] for (uint t_ = 0u; t_ < TT; t_++)                                           \
+            acc[t_] += m_ * sx[t_ * TC + (jj)];                                                \
+    }
+
 void main()
 {
     uint t0 = gl_WorkGroupID.y * TT;
@@ -48,11 +56,14 @@ void main()
             sx[t * TC + j % tile] = t < nt ? xv : 0.0;
         }
         barrier();
+        // four columns an iteration, written out: llvmpipe ends an invocation's loops after 65535
+        // iterations in all, and H*d may reach 65536 columns
         if (q < quads) { // (idle lanes skip the loop)
-            for (uint j = 0u; j < tile; j++) {
-                vec4 m = pc.mt.v[(c0 + j) * quads + q];
-                [[unroll]] for (uint t = 0u; t < TT; t++)
-                    acc[t] += m * sx[t * TC + j];
+            for (uint j = 0u; j < tile; j += 4u) {
+                COLUMN(j);
+                COLUMN(j + 1u);
+                COLUMN(j + 2u);
+                COLUMN(j + 3u);
             }
         }
         barrier();

@@ -1,6 +1,7 @@
 #version 450
 // topk_resolve.comp - one workgroup, over the candidates of topk_filter only (the keys on the
-// threshold prefix: usually a few thousand; lm at worst, when all keys are equal):
+// threshold prefix: usually a few thousand; lm at worst, when all keys are equal, so its loops
+// over them are unrolled by hand: CAND_LOOP):
 //   1. (prefix of bits 31..21) digit 1 (bits 20..10): its bin b1 from their histogram;
 //   2. one read of the candidates: those above b1 are taken, those on it ("survivors") are
 //      counted by digit 2 (bits 9..0) and by block, and copied behind the list when there is
@@ -17,11 +18,24 @@
 // the set of candidates, not on their order in the list.
 #include "topk.glsl"
 
-layout(local_size_x_id = 0) in; // esa_select_tuning.topk_wg (tuning.c)
+layout(local_size_x = 256) in; // 256 on every device: see CAND_LOOP
 
 const uint TIES = 1024u; // s_cnt: [0, 1024) digit-2 histogram, [TIES, TIES + nblocks) ties
 #define SCAN_COUNTS (TIES + MAX_BLOCKS)
 #include "wgscan.glsl"
+
+// The loops over the candidate list: each invocation visits entries i0, i0 + 256, ..,
+// i0 + 7 * 256 an iteration, the eight visits written out, not a loop. llvmpipe ends an
+// invocation's loops after 65535 iterations in all (gallivm's guard against endless loops,
+// unrolling hints or not), and the list may hold every middle token (ESA_MAX_TOKENS, all keys
+// equal), read up to four times: 4 * 16.8M / (256 * 8) = 33k iterations. VISIT(i) must check
+// i < end itself.
+#define CAND_LOOP(first, end, VISIT)                                                           \
+    for (uint i0_ = (first) + gl_LocalInvocationIndex; i0_ < (end); i0_ += 8u * gl_WorkGroupSize.x) { \
+        uint s_ = gl_WorkGroupSize.x;                                                          \
+        VISIT(i0_); VISIT(i0_ + s_); VISIT(i0_ + 2u * s_); VISIT(i0_ + 3u * s_);                \
+        VISIT(i0_ + 4u * s_); VISIT(i0_ + 5u * s_); VISIT(i0_ + 6u * s_); VISIT(i0_ + 7u * s_); \
+    }
 
 shared uint s_tie[WORDS]; // the ties in the cutoff block
 shared uint s_m;          // survivors copied behind the list
@@ -41,9 +55,36 @@ void count_digit(uint n, uint shift, uint mask)
     for (uint b = lid; b <= mask; b += wg)
         s_cnt[b] = 0u;
     barrier();
-    for (uint i = lid; i < n; i += wg)
-        atomicAdd(s_cnt[(pc.cand.v[i].x >> shift) & mask], 1u);
+#define COUNT_VISIT(i) if ((i) < n) atomicAdd(s_cnt[(pc.cand.v[(i)].x >> shift) & mask], 1u)
+    CAND_LOOP(0u, n, COUNT_VISIT)
     barrier();
+}
+
+// One candidate of step 2: taken above b1, counted (and copied) as a survivor on it.
+void digit1_visit(uvec2 c, uint n, uint b1, bool whole, bool copy)
+{
+    uint d = (c.x >> 10) & (BINS - 1u);
+    if (d > b1 || (whole && d == b1)) {
+        take(c);
+    } else if (d == b1) {
+        atomicAdd(s_cnt[c.x & 1023u], 1u);
+        atomicAdd(s_cnt[TIES + c.y / BLOCK], 1u);
+        if (copy)
+            pc.cand.v[n + atomicAdd(s_m, 1u)] = c;
+    }
+}
+
+// One candidate of step 4, of the survivors with T's bits 31..10: taken above T, or equal to
+// T in a block before `cut`; the ties in block `cut` go to its bitmap.
+void last_visit(uvec2 c, uint t, uint cut)
+{
+    if ((c.x ^ t) >> 10 != 0u)
+        return; // not a survivor (when they were not copied)
+    uint blk = c.y / BLOCK;
+    if (c.x > t || (c.x == t && blk < cut))
+        take(c);
+    else if (c.x == t && blk == cut)
+        atomicOr(s_tie[(c.y % BLOCK) >> 5], 1u << (c.y & 31u));
 }
 
 // Steps 1 and 2: t holds bits 31..21 of T and gets bits 20..10. Returns true when every key
@@ -67,18 +108,8 @@ bool digit1(uint n, uint nblk, inout uint t, inout uint need, out uint m, out bo
     if (lid == 0u)
         s_m = 0u;
     barrier();
-    for (uint i = lid; i < n; i += wg) {
-        uvec2 c = pc.cand.v[i];
-        uint d = (c.x >> 10) & (BINS - 1u);
-        if (d > b1 || (whole && d == b1)) {
-            take(c);
-        } else if (d == b1) {
-            atomicAdd(s_cnt[c.x & 1023u], 1u);
-            atomicAdd(s_cnt[TIES + c.y / BLOCK], 1u);
-            if (copy)
-                pc.cand.v[n + atomicAdd(s_m, 1u)] = c;
-        }
-    }
+#define DIGIT1_VISIT(i) if ((i) < n) digit1_visit(pc.cand.v[(i)], n, b1, whole, copy)
+    CAND_LOOP(0u, n, DIGIT1_VISIT)
     barrier();
     return whole;
 }
@@ -103,11 +134,10 @@ void last_digit(uint nblk, uint t, uint need, uint first, uint count, uint m)
             for (uint b = lid; b < nblk; b += wg)
                 s_cnt[TIES + b] = 0u;
             barrier();
-            for (uint i = first + lid; i < first + count; i += wg) {
-                uvec2 c = pc.cand.v[i];
-                if (c.x == t)
-                    atomicAdd(s_cnt[TIES + c.y / BLOCK], 1u);
-            }
+#define TIE_VISIT(i)                                                                           \
+    if ((i) < first + count && pc.cand.v[(i)].x == t)                                          \
+        atomicAdd(s_cnt[TIES + pc.cand.v[(i)].y / BLOCK], 1u)
+            CAND_LOOP(first, first + count, TIE_VISIT)
             barrier();
         }
         wg_crossing(TIES, nblk, false, need);
@@ -115,16 +145,8 @@ void last_digit(uint nblk, uint t, uint need, uint first, uint count, uint m)
         need -= s_cross_before; // ties to take in block cut
     }
 
-    for (uint i = first + lid; i < first + count; i += wg) {
-        uvec2 c = pc.cand.v[i];
-        if ((c.x ^ t) >> 10 != 0u)
-            continue; // not a survivor (when they were not copied)
-        uint blk = c.y / BLOCK;
-        if (c.x > t || (c.x == t && blk < cut))
-            take(c);
-        else if (c.x == t && blk == cut)
-            atomicOr(s_tie[(c.y % BLOCK) >> 5], 1u << (c.y & 31u));
-    }
+#define LAST_VISIT(i) if ((i) < first + count) last_visit(pc.cand.v[(i)], t, cut)
+    CAND_LOOP(first, first + count, LAST_VISIT)
     barrier();
     if (whole)
         return;

@@ -131,7 +131,7 @@ void esa_attend_tuning_for(const esa_context *ctx, uint32_t head_dim, uint32_t g
 esa_status esa_score_pipeline(esa_context *ctx, uint32_t dc, uint32_t tm, int paged, VkPipeline *out);
 /* Kernel shapes of the selection stages, per device type (tuning.c's table). */
 typedef struct esa_select_tuning {
-    uint32_t topk_wg;           /* workgroup size of topk_pick, topk_hist1, topk_resolve */
+    uint32_t topk_wg;           /* workgroup size of topk_pick and topk_hist1 */
     uint32_t filter_wg;         /* of topk_filter (the subgroup size where the table says 0) */
     uint32_t filter_lane_words; /* 1: topk_filter scans lane-owned words, 0: subgroup ballots */
     uint32_t score_groups;      /* one query's score dispatch: at most this many workgroups, each
@@ -287,8 +287,10 @@ esa_status esa_record_chunk(esa_cache *cache, VkCommandBuffer cb, uint32_t layer
                             const esa_step_io *io, enum esa_step_mode mode, esa_step_info *info);
 
 /* The stages esa_record_chunk is made of, also recorded alone by stage_debug.c. Each records
- * its dispatches with a barrier after each, except esa_record_compress (no barrier). */
-/* out[t] = M . x[t] as pc describes (compress.comp). */
+ * its dispatches with a barrier after each, except esa_record_compress, which needs the
+ * caller's barrier after it. */
+/* out[t] = M . x[t] as pc describes (compress.comp); with few tokens its columns are split and
+ * the partial sums pass through cache->part_o (a barrier before the reduce and after it). */
 void esa_record_compress(esa_cache *cache, VkCommandBuffer cb, const esa_pc_compress *pc);
 /* Importance f[lm] (score.comp; the row maxima when pc->n > 1); pc->rowmax must be zeroed. */
 void esa_record_scores(esa_cache *cache, VkCommandBuffer cb, const esa_pc_score *pc);

@@ -108,8 +108,10 @@ esa_status esa_pipelines_create(esa_context *ctx)
             nspec = 2;
         } else if (i == ESA_PIPE_TOPK_WRITE) {
             spec[0] = ctx->info.subgroup_size; /* one subgroup a block */
-        } else if (i == ESA_PIPE_TOPK_PICK || i == ESA_PIPE_TOPK_HIST1 || i == ESA_PIPE_TOPK_RESOLVE) {
+        } else if (i == ESA_PIPE_TOPK_PICK || i == ESA_PIPE_TOPK_HIST1) {
             spec[0] = sel.topk_wg; /* any multiple of 16 (wgscan.glsl) */
+        } else if (i == ESA_PIPE_TOPK_RESOLVE) {
+            nspec = 0; /* 256, fixed: its loops over the candidates (topk_resolve.comp) */
         }
         s = make_pipeline(ctx, m, spec, nspec, &ctx->pipes[i]);
         ctx->vk.vkDestroyShaderModule(ctx->device, m, NULL);

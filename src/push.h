@@ -64,7 +64,7 @@ _Static_assert(offsetof(esa_pc_topk, lm) == 48, "topk push constants: addresses 
 
 /* Layout of the top-k state buffer (uint words), as in shaders/topk.glsl. */
 #define ESA_TOPK_BINS 2048u       /* words 0..2047: histogram of bits 31..21 of the keys */
-#define ESA_TOPK_HIST1 2048u      /* words 2048..4095: histogram of the next digit */
+#define ESA_TOPK_HIST1 2048u      /* words 2048..4095: histogram of digit 1 (deep picks only) */
 #define ESA_TOPK_PREFIX 4096u     /* threshold prefix of the keys, */
 #define ESA_TOPK_SHIFT 4097u      /* ... as key >> shift (21, or 10 after a deep pick) */
 #define ESA_TOPK_NEED 4098u       /* keys on the prefix to take */

@@ -61,8 +61,10 @@ void esa_attend_tuning_for(const esa_context *ctx, uint32_t head_dim, uint32_t g
  * README, "What changed") run each memory access of a subgroup lane by lane and an `if` body
  * under a mask whether or not a lane takes it, and switch a workgroup's subgroups as coroutines
  * at every barrier:
- *  - topk_wg: topk_pick, topk_hist1 and topk_resolve, one workgroup of barriers each: 64 (resolve
- *    0.3 -> 0.2 ms at 1M keys against 256);
+ *  - topk_wg: topk_pick and topk_hist1 (pick is one workgroup of barriers): 64. topk_resolve
+ *    stays 256 wide on every device: llvmpipe's limit of 65535 loop iterations an invocation
+ *    (above) bounds its passes over a list of up to ESA_MAX_TOKENS candidates
+ *    (topk_resolve.comp; compress.comp too takes 4 columns an iteration for it);
  *  - filter_wg 0 = one subgroup, so no workgroup waits on another subgroup; lane_words: each
  *    lane scans whole 32-key bitmap words branch-free, its candidates in a loop
  *    (topk_filter.comp);

@@ -339,6 +339,22 @@ static void test_topk_large(esa_cache *c, uint32_t lm)
     free(f);
 }
 
+/* Candidate lists of 4.2M keys: topk_resolve reads the list up to four times, and llvmpipe ends
+ * an invocation's loops after 65535 iterations in all (CAND_UNROLL in topk_resolve.comp). */
+static void test_topk_huge(esa_cache *c, uint32_t lm)
+{
+    char what[160];
+    float *f = xmalloc(sizeof(float) * lm);
+    fill_dist(f, lm, D_EQUAL);
+    snprintf(what, sizeof what, "top-k all-equal lm=%u k=2048 radius=1", lm);
+    check_topk(c, what, f, lm, 1, 2048, 0);
+    for (uint32_t j = 0; j < lm; j++)
+        f[j] = bits_float(0x3f800000u | (uint32_t)(rng_u64() % 3));
+    snprintf(what, sizeof what, "top-k three-ulps lm=%u k=2048 radius=0", lm);
+    check_topk(c, what, f, lm, 0, 2048, 0);
+    free(f);
+}
+
 /* Inputs aimed at the top-k passes (shaders/topk.glsl): candidate lists as long as lm,
  * thresholds inside a plateau of equal keys (the position cutoff), k next to lm, keys that
  * differ only in the later digits, deep picks (a huge first bin), no room to copy survivors. */
@@ -611,7 +627,7 @@ static void test_compress(esa_cache *c)
                 for (uint32_t n = 1; n <= 13; n = n == 1 ? 3 : n + 10) /* 1, 3, 13: TT = 8 tokens a group */
                     check_compress(c, n, shapes[i][0], shapes[i][1], (esa_dtype)xt, (esa_dtype)ot);
     check_compress(c, 64, 128, 1024, ESA_F16, ESA_F16); /* a chunk of keys at Llama shape */
-    /* odd rows with fp32 output: the last row has no pair partner */
+    /* rows that are not a multiple of 4 (fp32 output): the last invocation's quad is partial */
     check_compress(c, 2, 31, 3000, ESA_F32, ESA_F32);
     check_compress(c, 1, 129, 100, ESA_F16, ESA_F32);
 }
@@ -831,6 +847,7 @@ int main(void)
     PART("top-k", test_topk(c));
     PART("top-k 1M", test_topk_large(c, big_lm));
     PART("top-k adv", test_topk_adversarial(ctx, c, big_lm));
+    PART("top-k 4.2M", test_topk_huge(c, huge_lm - 7));
     PART("compress", test_compress(c));
     PART("scores 4.2M", check_scores_huge(c, 2, huge_lm - 7, 7); check_scores_huge(c, 1, huge_lm - 7, 7));
     esa_cache_destroy(c);

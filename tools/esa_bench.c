@@ -488,9 +488,11 @@ static void measure(bench *B, esa_cache *c, const esa_cache_desc *d, result **rs
     for (int k = 0; k < nr; k++) {
         m[k].r = rs[k];
         m[k].dev = calloc((size_t)runs * (ESA_STAGE_COUNT + 2), sizeof(double));
-        m[k].host = m[k].dev + runs;
-        m[k].stages = m[k].host + runs;
         m[k].live = out && m[k].dev;
+        if (m[k].dev) {
+            m[k].host = m[k].dev + runs;
+            m[k].stages = m[k].host + runs;
+        }
         if (!m[k].live)
             snprintf(rs[k]->status, sizeof rs[k]->status, "out of host memory");
     }
