@@ -3,9 +3,9 @@
 // contiguous run of it: a key above the threshold prefix (bits 31..21, or 31..10 after a deep
 // pick), or on it when all keys on it are taken, is selected: its bit is set in the block's
 // bitmap (each word written once: a subgroup ballot, or a lane's own word on CPU drivers) and
-// counted in blocks[]; a key on
-// the prefix is a candidate, appended as (key, index) to the list topk_resolve reads (which
-// counts their next digit itself) and counted in blocks[nblocks + block].
+// counted in blocks[]; a key on the prefix is a candidate, appended as (key, index) to the
+// list topk_resolve reads (which counts their next digit itself) and counted in
+// blocks[nblocks + block].
 // Subgroup operations only: no shared memory and no barrier (lavapipe switches coroutines at
 // every barrier of a many-subgroup workgroup), so the workgroup size is free (a
 // specialization constant). blocks[] must be zero before (esa_record_topk clears it).

@@ -40,6 +40,17 @@ enum esa_pipeline_id {
     ESA_PIPE_COUNT
 };
 
+/* Kernel shapes of the selection stages, per device type (tuning.c's table). */
+typedef struct esa_select_tuning {
+    uint32_t topk_wg;           /* workgroup size of topk_pick and topk_hist1 */
+    uint32_t filter_wg;         /* of topk_filter (the subgroup size where the table says 0) */
+    uint32_t filter_lane_words; /* 1: topk_filter scans lane-owned words, 0: subgroup ballots */
+    uint32_t score_groups;      /* one query's score dispatch: at most this many workgroups, each
+                                 * lane walking several middle tokens; 0: one token each */
+    uint32_t compress_groups;   /* compress.comp splits its columns until it has this many
+                                 * workgroups (compress_reduce.comp adds the splits) */
+} esa_select_tuning;
+
 #define ESA_TS_MAX 64u /* timestamps per command buffer */
 
 struct esa_context {
@@ -68,6 +79,7 @@ struct esa_context {
     VkShaderModule score_module;  /* cache */
     uint32_t wg_size;             /* default workgroup size of the 1-D kernels */
     uint32_t proximity_items;     /* keys per invocation of proximity.comp */
+    esa_select_tuning select;     /* the selection kernels' shapes, set with the pipelines */
     int32_t last_vk;
     char last_error[512];
     /* profile.c: timestamps of the simple API's submissions */
@@ -129,16 +141,7 @@ void esa_attend_tuning_for(const esa_context *ctx, uint32_t head_dim, uint32_t g
 /* The score pipeline for score dimension dc (a multiple of 8) and tm tokens per lane; paged:
  * exact scores, the keys read through the page table. */
 esa_status esa_score_pipeline(esa_context *ctx, uint32_t dc, uint32_t tm, int paged, VkPipeline *out);
-/* Kernel shapes of the selection stages, per device type (tuning.c's table). */
-typedef struct esa_select_tuning {
-    uint32_t topk_wg;           /* workgroup size of topk_pick and topk_hist1 */
-    uint32_t filter_wg;         /* of topk_filter (the subgroup size where the table says 0) */
-    uint32_t filter_lane_words; /* 1: topk_filter scans lane-owned words, 0: subgroup ballots */
-    uint32_t score_groups;      /* one query's score dispatch: at most this many workgroups, each
-                                 * lane walking several middle tokens; 0: one token each */
-    uint32_t compress_groups;   /* compress.comp splits its columns until it has this many
-                                 * workgroups (compress_reduce.comp adds the splits) */
-} esa_select_tuning;
+/* ctx->select for the context's resolved tuning (tuning.c's table). */
 void esa_select_tuning_for(const esa_context *ctx, esa_select_tuning *out);
 #define ESA_SCORE_WG 64u      /* score.comp's workgroup size */
 #define ESA_SCORE_MAX_DC 1024u /* its register rows: d' (G*d with exact scores) at most this */

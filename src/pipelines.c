@@ -79,8 +79,8 @@ esa_status esa_pipelines_create(esa_context *ctx)
     uint32_t shared_floats = ctx->info.max_shared_memory / 4u;
     uint32_t compress_tile = esa_min_u32(2048u, shared_floats / 2u);
     /* proximity: its tile and halo of keys plus a 2048-bin histogram in shared memory */
-    esa_select_tuning sel;
-    esa_select_tuning_for(ctx, &sel);
+    esa_select_tuning_for(ctx, &ctx->select);
+    const esa_select_tuning sel = ctx->select;
     ctx->proximity_items = 16; /* a multiple of 4: 4 fits wg 256 in the spec's minimum 16 KiB */
     while (ctx->proximity_items > 4 &&
            ((uint64_t)ctx->proximity_items * wg + 2u * ESA_MAX_RADIUS + ESA_TOPK_BINS) * 4u >

@@ -24,16 +24,14 @@ void esa_record_compress(esa_cache *c, VkCommandBuffer cb, const esa_pc_compress
     /* A workgroup covers 4 * ESA_COMPRESS_WG rows and ESA_COMPRESS_TOKENS tokens (one with the
      * one-token pipeline). A decode step has one token: one workgroup would read the whole
      * matrix (2 MiB for a Llama-3-8B query), so the columns are split until there are
-     * esa_select_tuning.compress_groups workgroups (at least 64 columns each, the partials within part_o,
-     * which no attention holds at this point of a step: every dispatch ends with a barrier),
-     * and compress_reduce.comp adds the splits. */
+     * ctx->select.compress_groups workgroups (at least 64 columns each, the partials within
+     * part_o, which no attention holds at this point of a step: every dispatch ends with a
+     * barrier), and compress_reduce.comp adds the splits. */
     esa_context *ctx = c->ctx;
     esa_pc_compress pc = *in;
     uint32_t quads = esa_div_up(pc.rows, 4), tt = pc.n == 1 ? 1u : ESA_COMPRESS_TOKENS;
     uint32_t gx = esa_div_up(quads, ESA_COMPRESS_WG), gy = esa_div_up(pc.n, tt);
-    esa_select_tuning sel;
-    esa_select_tuning_for(ctx, &sel);
-    uint32_t splits = 1, want = sel.compress_groups;
+    uint32_t splits = 1, want = ctx->select.compress_groups;
     if (gx * gy < want) {
         uint64_t room = c->part_floats / ((uint64_t)pc.n * quads * 4);
         splits = esa_min_u32(esa_div_up(want, gx * gy), esa_div_up(pc.cols, 64));
@@ -59,9 +57,7 @@ void esa_record_scores(esa_cache *c, VkCommandBuffer cb, const esa_pc_score *sc)
      * of the keys; the row maxima of mode 0 accumulate over all of them before mode 1. */
     esa_context *ctx = c->ctx;
     uint32_t per_wg = ESA_SCORE_WG * (sc->n > 1 ? c->score_tm : 1u);
-    esa_select_tuning sel;
-    esa_select_tuning_for(ctx, &sel);
-    uint32_t cap = sc->n > 1 ? 0u : sel.score_groups;
+    uint32_t cap = sc->n > 1 ? 0u : ctx->select.score_groups;
     const uint32_t slice = per_wg * 65535u;
     for (uint32_t mode = sc->n > 1 ? 0u : 1u; mode < 2; mode++)
         for (uint32_t m = 0; m < sc->lm; m += slice) {

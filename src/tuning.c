@@ -1,9 +1,9 @@
 /* tuning.c - per-device tuning of the kernels, as data: a table of attention profiles, chosen
  * when a cache is made (by the context's tuning: the device type unless the caller forced one,
  * esa_context_desc.tuning), then fitted to the cache's shape and to the device's subgroup size;
- * and a table of the selection kernels' shapes (esa_select_tuning_for, at the end). Nothing else in the library
- * branches on the device type, except where host pages are read (esa_kv_read_for: a matter of
- * memory, not of kernels).
+ * and a table of the selection kernels' shapes (esa_select_tuning_for, at the end, into
+ * ctx->select when the pipelines are made). Nothing else in the library branches on the device
+ * type, except where host pages are read (esa_kv_read_for: a matter of memory, not of kernels).
  *
  * attend.comp reads each key once per 8-lane cluster; its speed is set by how many rows each
  * loaded key word serves and by how the lanes share a row (see attend.comp):

@@ -340,7 +340,7 @@ static void test_topk_large(esa_cache *c, uint32_t lm)
 }
 
 /* Candidate lists of 4.2M keys: topk_resolve reads the list up to four times, and llvmpipe ends
- * an invocation's loops after 65535 iterations in all (CAND_UNROLL in topk_resolve.comp). */
+ * an invocation's loops after 65535 iterations in all (CAND_LOOP in topk_resolve.comp). */
 static void test_topk_huge(esa_cache *c, uint32_t lm)
 {
     char what[160];
@@ -565,7 +565,8 @@ static void test_scores(esa_context *ctx)
         esa_cache_destroy(c);
     }
     /* exact scores: keys read straight from the fp16 K cache, dc = G*d; 11000 keys: the lanes
-     * of one query's capped dispatch (esa_select_tuning.score_groups) walk several keys each, across pages */
+     * of one query's capped dispatch (esa_select_tuning.score_groups) walk several keys each,
+     * across pages */
     esa_cache_desc desc = {.n_layers = 1, .n_heads = 4, .n_kv_heads = 2, .head_dim = 16,
                            .score_mode = ESA_SCORES_EXACT, .chunk = 16, .max_tokens = 11100};
     esa_cache *c = make_cache(ctx, &desc);
