@@ -77,7 +77,8 @@ static void usage(void)
         "  --decode-tokens N   decode steps measured per --tps point (default 16)\n"
         "  --out DIR           output folder of --tps (default esa-run-out)\n"
         "  --no-plots          --tps without gnuplot\n"
-        "  --ctx N             cache positions (default: what the prompt and --n-predict need)\n"
+        "  --ctx N             cache positions (default: what the prompt and --n-predict need)\n");
+    fprintf(stderr, /* two strings: C11 promises 4095 characters in one */
         "  --initial N --local N --top-k N --chunk N --radius N --global-pos N\n"
         "                      ESA parameters (defaults: ESA-SPEC, 128, 4096, 2048, 512, 1, l_L)\n"
         "  --positions MODE    extrapolate (default: ESA's remapped positions) or exact\n"
@@ -95,6 +96,9 @@ static void usage(void)
         "  --eval-methods LIST dense, window, esa (exact scores) or compression files (ESA with\n"
         "                      their matrices); default dense,window,esa\n"
         "  --eval-out DIR      where the results go (default eval-out)\n"
+        "  --eval-merge DIRS   comma-separated --eval-out folders of earlier runs: their eval.csv\n"
+        "                      as one grid (tables and heat maps to --eval-out; no model is run;\n"
+        "                      a cell that several runs measured counts every prompt)\n"
         "  --dump-qk FILE      write every layer's queries and keys over the prompt (the first\n"
         "                      --attention's run) to FILE, safetensors (tools/calib/qk_file.h):\n"
         "                      esa-calib's input\n"
@@ -242,7 +246,7 @@ static int parse(int argc, char **argv, options *o)
     enum { O_MODEL = 256, O_PFILE, O_RAW, O_CHAT, O_SYSTEM, O_ATTN, O_NPRED, O_TEMP, O_TOPP, O_SEED, O_PASSKEY,
            O_DEPTH, O_PVALUE, O_CHECK, O_TPS, O_DECODE, O_OUT, O_CTX, O_INITIAL, O_LOCAL, O_TOPK, O_CHUNK,
            O_RADIUS, O_GPOS, O_POSITIONS, O_DEVICE, O_VALIDATE, O_QUIET, O_NOPLOTS, O_KVB, O_PAGE, O_KVREAD,
-           O_DUMP, O_DUMPN, O_COMP, O_EVAL, O_ELEN, O_EDEPTH, O_EMETH, O_EOUT };
+           O_DUMP, O_DUMPN, O_COMP, O_EVAL, O_ELEN, O_EDEPTH, O_EMETH, O_EOUT, O_EMERGE };
     static const struct option longs[] = {
         {"model", 1, 0, O_MODEL}, {"prompt-file", 1, 0, O_PFILE}, {"raw", 0, 0, O_RAW}, {"chat", 0, 0, O_CHAT},
         {"system", 1, 0, O_SYSTEM}, {"attention", 1, 0, O_ATTN}, {"n-predict", 1, 0, O_NPRED},
@@ -257,7 +261,7 @@ static int parse(int argc, char **argv, options *o)
         {"dump-qk", 1, 0, O_DUMP}, {"dump-tokens", 1, 0, O_DUMPN}, {"compression", 1, 0, O_COMP},
         {"eval", 1, 0, O_EVAL}, {"eval-lengths", 1, 0, O_ELEN}, {"eval-depths", 1, 0, O_EDEPTH},
         {"eval-methods", 1, 0, O_EMETH}, {"eval-out", 1, 0, O_EOUT},
-        {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+        {"eval-merge", 1, 0, O_EMERGE}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->attn[0] = ESA_ATTENTION_ESA;
     o->n_attn = 1;
@@ -324,6 +328,7 @@ static int parse(int argc, char **argv, options *o)
         case O_EDEPTH: ok = parse_eval_list(optarg, NULL, o->eval_depth, &o->n_eval_depth); break;
         case O_EMETH: ok = parse_eval_methods(optarg, o); break;
         case O_EOUT: o->eval_out = optarg; break;
+        case O_EMERGE: o->eval_merge = optarg; break;
         case O_DUMPN: ok = parse_u32("dump-tokens", optarg, 1, ESA_MAX_TOKENS, &o->dump_tokens); break;
         case O_PAGE: ok = parse_u32("page-tokens", optarg, 16, 65536, &o->md.page_tokens); break;
         case O_KVREAD:
@@ -352,12 +357,19 @@ static int parse(int argc, char **argv, options *o)
         return -1;
     }
     int sources = (o->prompt != NULL) + (o->prompt_file != NULL) + (o->passkey_tokens != 0 || o->n_tps != 0) +
-                  (o->eval != 0);
+                  (o->eval != 0) + (o->eval_merge != NULL);
     if (sources != 1) {
-        fprintf(stderr, "esa-run: give exactly one of PROMPT, --prompt-file, --passkey / --tps, --eval (esa-run "
-                        "--help)\n");
+        fprintf(stderr, "esa-run: give exactly one of PROMPT, --prompt-file, --passkey / --tps, --eval, --eval-merge "
+                        "(esa-run --help)\n");
         return -1;
     }
+    if (o->eval_merge && (o->n_eval_len || o->n_eval_depth || o->n_eval_method)) {
+        fprintf(stderr, "esa-run: --eval-merge takes the grid from the runs it merges, not from --eval-lengths, "
+                        "--eval-depths or --eval-methods\n");
+        return -1;
+    }
+    if (o->eval_merge && !o->eval_out)
+        o->eval_out = "eval-out";
     if (o->eval) { /* the grid's defaults */
         static const double depths[] = {0.1, 0.3, 0.5, 0.7, 0.9};
         if (!o->n_eval_len)
@@ -883,6 +895,11 @@ int main(int argc, char **argv)
     if (pr)
         return pr > 0 ? 0 : 2;
     options *o = &R.o;
+    if (o->eval_merge) {
+        int ok = run_eval_merge(o, argc, argv);
+        teardown(&R);
+        return ok ? 0 : 1;
+    }
     esar_err err = {{0}};
     esar_status s = esar_gguf_open(o->model, &R.g, &err);
     if (s != ESAR_OK) {

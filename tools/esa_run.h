@@ -35,6 +35,7 @@ typedef struct options {
     uint32_t n_eval_method;
     const char *eval_out;
     char *eval_methods_buf;         /* the methods' names point into it */
+    const char *eval_merge;         /* --eval-merge: eval folders whose eval.csv to merge */
 } options;
 
 typedef struct run {
@@ -73,5 +74,8 @@ int generate(run *R, esa_attention a, const int32_t *prompt, uint32_t n, stream 
 
 /* esa_run_eval.c: --eval, the accuracy grid. 1 on success. */
 int run_eval(run *R, int argc, char **argv);
+/* esa_run_eval.c: --eval-merge, the tables and heat maps of several --eval runs' eval.csv as one
+ * grid (no model or device). 1 on success. */
+int run_eval_merge(const options *o, int argc, char **argv);
 
 #endif

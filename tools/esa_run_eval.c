@@ -21,6 +21,7 @@
 
 enum { TASK_PASSKEY = 1, TASK_MULTIKEY = 2 };
 static const char *const TASK_NAME[] = {"", "passkey", "multikey"};
+static const char CSV_HEADER[] = "task,method,length,tokens,depth,value,found,answer";
 static const char *const WORDS[] = {"amber-lake", "silent-forest", "copper-river", "velvet-sky"};
 
 typedef struct cell {
@@ -116,11 +117,39 @@ static int model_for(run *R, const char *method, uint32_t max_tokens)
     return s == ESAR_OK ? 1 : fail(method, s, &err);
 }
 
-/* eval.csv, eval.json and eval.md of the cells so far: rewritten after every cell, so that a
- * run stopped part way (hours on a CPU device) keeps what it measured. */
-static void write_tables(const run *R, const cell *cells, uint32_t nc, const char *cmdline)
+/* hits and prompts of one grid cell (several prompts where merged runs repeat it) */
+static uint32_t cell_count(const cell *cells, uint32_t nc, int task, uint32_t mi, uint32_t length, const double *depth,
+                           uint32_t *hit)
 {
-    const options *o = &R->o;
+    uint32_t all = 0;
+    *hit = 0;
+    for (uint32_t i = 0; i < nc; i++)
+        if (cells[i].task == task && cells[i].method == mi && cells[i].length == length &&
+            (!depth || cells[i].depth == *depth)) {
+            all++;
+            *hit += (uint32_t)cells[i].found;
+        }
+    return all;
+}
+
+/* A markdown table's header and rule: the lead columns, n titled columns, the tail columns. */
+static void md_header(FILE *md, const char *lead, const char *lead_rule, char title[][16], uint32_t n,
+                      const char *rule, const char *tail, const char *tail_rule)
+{
+    fprintf(md, "%s", lead);
+    for (uint32_t i = 0; i < n; i++)
+        fprintf(md, " %s |", title[i]);
+    fprintf(md, "%s\n%s", tail, lead_rule);
+    for (uint32_t i = 0; i < n; i++)
+        fprintf(md, "%s", rule);
+    fprintf(md, "%s\n", tail_rule);
+}
+
+/* eval.csv, eval.json and eval.md of the cells so far: rewritten after every cell, so that a
+ * run stopped part way (hours on a CPU device) keeps what it measured. o gives the grid: tasks,
+ * lengths, depths and method labels (cells[].method indexes o->eval_method). */
+static void write_tables(const options *o, const cell *cells, uint32_t nc, const char *cmdline)
+{
     char path[1024];
     snprintf(path, sizeof path, "%s/eval.csv", o->eval_out);
     FILE *csv = fopen(path, "w");
@@ -138,7 +167,7 @@ static void write_tables(const run *R, const cell *cells, uint32_t nc, const cha
             fclose(md);
         return;
     }
-    fprintf(csv, "task,method,length,tokens,depth,value,found,answer\n");
+    fprintf(csv, "%s\n", CSV_HEADER);
     fprintf(js, "{\"command\": \"%s\", \"cells\": [", cmdline);
     for (uint32_t i = 0; i < nc; i++) {
         const cell *c = &cells[i];
@@ -161,22 +190,20 @@ static void write_tables(const run *R, const cell *cells, uint32_t nc, const cha
     for (int task = 1; task <= 2; task++) {
         if (!(o->eval & task))
             continue;
-        fprintf(md, "\n%s:\n\n| method |", TASK_NAME[task]);
+        char title[MAX_EVAL][16];
+        fprintf(md, "\n%s:\n\n", TASK_NAME[task]);
         for (uint32_t li = 0; li < o->n_eval_len; li++)
-            fprintf(md, " %u |", o->eval_len[li]);
-        fprintf(md, "\n|---|");
-        for (uint32_t li = 0; li < o->n_eval_len; li++)
-            fprintf(md, "---:|");
-        fprintf(md, "\n");
+            snprintf(title[li], sizeof title[li], "%u", o->eval_len[li]);
+        md_header(md, "| method |", "|---|", title, o->n_eval_len, "---:|", "", "");
         for (uint32_t mi = 0; mi < o->n_eval_method; mi++) {
+            uint32_t any = 0;
+            for (uint32_t i = 0; i < nc; i++)
+                any += cells[i].task == task && cells[i].method == mi;
+            if (!any) /* not run yet, or (merged) not for this task */
+                continue;
             fprintf(md, "| %s |", method_label(o->eval_method[mi]));
             for (uint32_t li = 0; li < o->n_eval_len; li++) {
-                uint32_t hit = 0, all = 0;
-                for (uint32_t i = 0; i < nc; i++)
-                    if (cells[i].task == task && cells[i].method == mi && cells[i].length == o->eval_len[li]) {
-                        all++;
-                        hit += (uint32_t)cells[i].found;
-                    }
+                uint32_t hit, all = cell_count(cells, nc, task, mi, o->eval_len[li], NULL, &hit);
                 if (all)
                     fprintf(md, " %u/%u |", hit, all);
                 else
@@ -184,25 +211,49 @@ static void write_tables(const run *R, const cell *cells, uint32_t nc, const cha
             }
             fprintf(md, "\n");
         }
+        /* by depth: a row per method and length that has prompts */
+        fprintf(md, "\n%s by depth (yes: retrieved, no: missed, -: not run; k/n where n prompts share a cell):\n\n",
+                TASK_NAME[task]);
+        for (uint32_t di = 0; di < o->n_eval_depth; di++)
+            snprintf(title[di], sizeof title[di], "%.2f", o->eval_depth[di]);
+        md_header(md, "| method | length |", "|---|---:|", title, o->n_eval_depth, ":---:|", " retrieved |", "---:|");
+        for (uint32_t mi = 0; mi < o->n_eval_method; mi++)
+            for (uint32_t li = 0; li < o->n_eval_len; li++) {
+                uint32_t hit, all = cell_count(cells, nc, task, mi, o->eval_len[li], NULL, &hit);
+                if (!all)
+                    continue;
+                fprintf(md, "| %s | %u |", method_label(o->eval_method[mi]), o->eval_len[li]);
+                for (uint32_t di = 0; di < o->n_eval_depth; di++) {
+                    uint32_t h, a = cell_count(cells, nc, task, mi, o->eval_len[li], &o->eval_depth[di], &h);
+                    if (a == 0)
+                        fprintf(md, " - |");
+                    else if (a == 1)
+                        fprintf(md, " %s |", h ? "yes" : "no");
+                    else
+                        fprintf(md, " %u/%u |", h, a);
+                }
+                fprintf(md, " %u/%u |\n", hit, all);
+            }
     }
     fclose(csv);
     fclose(js);
     fclose(md);
 }
 
-static void write_plots(const run *R, const cell *cells, uint32_t nc)
+static void write_plots(const options *o, const cell *cells, uint32_t nc)
 {
-    const options *o = &R->o;
     char path[1024];
     if (!o->plots)
         return;
-    /* heat maps: length (rows) x depth (columns), 1 retrieved, 0 missed */
+    /* heat maps: length (rows) x depth (columns); the fraction retrieved, -1 where no prompt ran
+     * (a stopped run, or a merge of runs over different grids) */
     snprintf(path, sizeof path, "%s/eval.gp", o->eval_out);
     FILE *g = fopen(path, "w");
     if (!g)
         return;
-    fprintf(g, "set terminal png size 700,450\nset view map\nset cbrange [0:1]\nunset colorbox\n"
-               "set palette defined (0 '#c0392b', 1 '#27ae60')\nset xlabel 'needle depth'\nset ylabel 'prompt tokens'\n");
+    fprintf(g, "set terminal png size 700,450\nset view map\nset cbrange [-1:1]\nunset colorbox\n"
+               "set palette defined (-1 '#bdc3c7', -0.01 '#bdc3c7', 0 '#c0392b', 1 '#27ae60')\n"
+               "set xlabel 'needle depth'\nset ylabel 'prompt tokens'\n");
     for (int task = 1; task <= 2; task++)
         for (uint32_t mi = 0; o->eval & task && mi < o->n_eval_method; mi++) {
             char dat[1100];
@@ -211,16 +262,16 @@ static void write_plots(const run *R, const cell *cells, uint32_t nc)
             if (!d)
                 continue;
             for (uint32_t li = 0; li < o->n_eval_len; li++) {
-                for (uint32_t di = 0; di < o->n_eval_depth; di++)
-                    for (uint32_t i = 0; i < nc; i++)
-                        if (cells[i].task == task && cells[i].method == mi && cells[i].length == o->eval_len[li] &&
-                            cells[i].depth == o->eval_depth[di])
-                            fprintf(d, "%u %u %d\n", di, li, cells[i].found);
+                for (uint32_t di = 0; di < o->n_eval_depth; di++) {
+                    uint32_t h, a = cell_count(cells, nc, task, mi, o->eval_len[li], &o->eval_depth[di], &h);
+                    fprintf(d, "%u %u %.3f\n", di, li, a ? (double)h / a : -1.0);
+                }
                 fprintf(d, "\n");
             }
             fclose(d);
-            fprintf(g, "set output 'eval_%s_%s.png'\nset title '%s: %s (green: retrieved)'\n", TASK_NAME[task],
-                    method_label(o->eval_method[mi]), TASK_NAME[task], method_label(o->eval_method[mi]));
+            fprintf(g, "set output 'eval_%s_%s.png'\nset title \"%s: %s\\n(green: retrieved, red: missed, grey: not run)\"\n",
+                    TASK_NAME[task], method_label(o->eval_method[mi]), TASK_NAME[task],
+                    method_label(o->eval_method[mi]));
             fprintf(g, "set xtics (");
             for (uint32_t di = 0; di < o->n_eval_depth; di++)
                 fprintf(g, "%s'%.2f' %u", di ? ", " : "", o->eval_depth[di], di);
@@ -239,14 +290,21 @@ static void write_plots(const run *R, const cell *cells, uint32_t nc)
         fprintf(stderr, "esa-run: gnuplot failed on %s/eval.gp\n", o->eval_out);
 }
 
+/* the command line, for the tables */
+static void command_line(int argc, char **argv, char *out, size_t size)
+{
+    snprintf(out, size, "esa-run");
+    for (int i = 1; i < argc; i++) {
+        size_t l = strlen(out);
+        snprintf(out + l, size - l, " %s", argv[i]);
+    }
+}
+
 int run_eval(run *R, int argc, char **argv)
 {
     options *o = &R->o;
-    char cmdline[1024] = "esa-run";
-    for (int i = 1; i < argc; i++) {
-        size_t l = strlen(cmdline);
-        snprintf(cmdline + l, sizeof cmdline - l, " %s", argv[i]);
-    }
+    char cmdline[1024];
+    command_line(argc, argv, cmdline, sizeof cmdline);
     if (mkdir(o->eval_out, 0755) != 0 && errno != EEXIST) {
         fprintf(stderr, "esa-run: cannot create %s: %s\n", o->eval_out, strerror(errno));
         return 0;
@@ -294,15 +352,160 @@ int run_eval(run *R, int argc, char **argv)
                     free(st.all);
                     nc++;
                     done++;
-                    write_tables(R, cells, nc, cmdline);
+                    write_tables(o, cells, nc, cmdline);
                     fprintf(stderr, "esa-run eval [%u/%u, %.0f s]: %s %s, %u tokens, depth %.2f: %s\n", done, total,
                             now_s() - t0, TASK_NAME[task], method_label(m), c->tokens, c->depth,
                             c->found ? "retrieved" : "missed");
                 }
     }
-    write_tables(R, cells, nc, cmdline);
-    write_plots(R, cells, nc);
+    write_tables(o, cells, nc, cmdline);
+    write_plots(o, cells, nc);
     tool_print_file(o->eval_out, "eval.md");
+    free(cells);
+    return ok;
+}
+
+/* One eval.csv row into c (its method as an index into labels, added when new). 1 on success. */
+static int parse_row(char *line, cell *c, char labels[][64], uint32_t *n_labels)
+{
+    char *f[8];
+    int nf = 0;
+    f[nf++] = line;
+    for (char *p = line; *p && nf < 8; p++)
+        if (*p == ',') {
+            *p = 0;
+            f[nf++] = p + 1;
+        }
+    if (nf < 8)
+        return 0;
+    *c = (cell){0};
+    c->task = !strcmp(f[0], "passkey") ? TASK_PASSKEY : !strcmp(f[0], "multikey") ? TASK_MULTIKEY : 0;
+    char *end;
+    unsigned long len = strtoul(f[2], &end, 10), tokens, value;
+    if (!c->task || !*f[1] || strlen(f[1]) >= 64 || *end || !len || len > UINT32_MAX)
+        return 0;
+    tokens = strtoul(f[3], &end, 10);
+    if (*end || tokens > UINT32_MAX)
+        return 0;
+    c->depth = strtod(f[4], &end);
+    if (*end || !(c->depth >= 0.0 && c->depth <= 1.0))
+        return 0;
+    value = strtoul(f[5], &end, 10);
+    if (*end || value > UINT32_MAX || (strcmp(f[6], "0") && strcmp(f[6], "1")))
+        return 0;
+    c->length = (uint32_t)len;
+    c->tokens = (uint32_t)tokens;
+    c->value = (uint32_t)value;
+    c->found = f[6][0] == '1';
+    char *a = f[7];
+    a[strcspn(a, "\r\n")] = 0;
+    size_t al = strlen(a);
+    if (al >= 2 && a[0] == '"' && a[al - 1] == '"')
+        a[al - 1] = 0, a++;
+    snprintf(c->answer, sizeof c->answer, "%s", a);
+    uint32_t m = 0;
+    while (m < *n_labels && strcmp(labels[m], f[1]))
+        m++;
+    if (m == *n_labels) {
+        if (m == MAX_EVAL)
+            return 0;
+        snprintf(labels[m], 64, "%s", f[1]);
+        ++*n_labels;
+    }
+    c->method = m;
+    return 1;
+}
+
+/* adds v to the ascending list (n at most MAX_EVAL) unless it is there; 0 when full */
+static int add_sorted(double *list, uint32_t *n, double v)
+{
+    for (uint32_t i = 0; i < *n; i++)
+        if (list[i] == v)
+            return 1;
+    if (*n == MAX_EVAL)
+        return 0;
+    uint32_t i = (*n)++;
+    for (; i > 0 && list[i - 1] > v; i--)
+        list[i] = list[i - 1];
+    list[i] = v;
+    return 1;
+}
+
+int run_eval_merge(const options *in, int argc, char **argv)
+{
+    options o = *in;
+    char labels[MAX_EVAL][64];
+    double lengths[MAX_EVAL];
+    uint32_t n_labels = 0, nc = 0, cap = 0;
+    cell *cells = NULL;
+    o.eval = 0;
+    o.n_eval_len = o.n_eval_depth = 0;
+    char *dirs = malloc(strlen(in->eval_merge) + 1);
+    if (!dirs)
+        return fprintf(stderr, "esa-run: out of memory\n"), 0;
+    strcpy(dirs, in->eval_merge);
+    int ok = 1;
+    for (char *save = NULL, *d = strtok_r(dirs, ",", &save); ok && d; d = strtok_r(NULL, ",", &save)) {
+        char path[1100], line[1024];
+        snprintf(path, sizeof path, "%s/eval.csv", d);
+        FILE *f = fopen(path, "r");
+        if (!f) {
+            fprintf(stderr, "esa-run: --eval-merge: cannot read %s: %s\n", path, strerror(errno));
+            ok = 0;
+            break;
+        }
+        if (!fgets(line, sizeof line, f) || strncmp(line, CSV_HEADER, strlen(CSV_HEADER))) {
+            fprintf(stderr, "esa-run: --eval-merge: %s is not an esa-run eval.csv (its first line is not \"%s\")\n",
+                    path, CSV_HEADER);
+            ok = 0;
+        }
+        for (uint32_t ln = 2; ok && fgets(line, sizeof line, f); ln++) {
+            if (nc == cap) {
+                cell *grown = realloc(cells, (cap = cap ? 2 * cap : 64) * sizeof *cells);
+                if (!grown) {
+                    fprintf(stderr, "esa-run: out of memory\n");
+                    ok = 0;
+                    break;
+                }
+                cells = grown;
+            }
+            cell *c = &cells[nc];
+            if (!parse_row(line, c, labels, &n_labels)) {
+                fprintf(stderr, "esa-run: --eval-merge: %s line %u: not a row of esa-run's eval.csv (or over %d "
+                                "methods)\n", path, ln, MAX_EVAL);
+                ok = 0;
+            } else if (!add_sorted(lengths, &o.n_eval_len, c->length) ||
+                       !add_sorted(o.eval_depth, &o.n_eval_depth, c->depth)) {
+                fprintf(stderr, "esa-run: --eval-merge: over %d lengths or depths (%s line %u)\n", MAX_EVAL, path, ln);
+                ok = 0;
+            } else {
+                o.eval |= c->task;
+                nc++;
+            }
+        }
+        fclose(f);
+    }
+    free(dirs);
+    if (ok && !nc) {
+        fprintf(stderr, "esa-run: --eval-merge: no prompts in %s\n", in->eval_merge);
+        ok = 0;
+    }
+    if (ok && mkdir(o.eval_out, 0755) != 0 && errno != EEXIST) {
+        fprintf(stderr, "esa-run: cannot create %s: %s\n", o.eval_out, strerror(errno));
+        ok = 0;
+    }
+    if (ok) {
+        for (uint32_t m = 0; m < n_labels; m++)
+            o.eval_method[m] = labels[m];
+        for (uint32_t li = 0; li < o.n_eval_len; li++)
+            o.eval_len[li] = (uint32_t)lengths[li];
+        o.n_eval_method = n_labels;
+        char cmdline[1024];
+        command_line(argc, argv, cmdline, sizeof cmdline);
+        write_tables(&o, cells, nc, cmdline);
+        write_plots(&o, cells, nc);
+        tool_print_file(o.eval_out, "eval.md");
+    }
     free(cells);
     return ok;
 }
