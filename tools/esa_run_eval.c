@@ -132,6 +132,14 @@ static uint32_t cell_count(const cell *cells, uint32_t nc, int task, uint32_t mi
     return all;
 }
 
+static int method_ran(const cell *cells, uint32_t nc, int task, uint32_t mi)
+{
+    for (uint32_t i = 0; i < nc; i++)
+        if (cells[i].task == task && cells[i].method == mi)
+            return 1;
+    return 0;
+}
+
 /* A markdown table's header and rule: the lead columns, n titled columns, the tail columns. */
 static void md_header(FILE *md, const char *lead, const char *lead_rule, char title[][16], uint32_t n,
                       const char *rule, const char *tail, const char *tail_rule)
@@ -196,10 +204,7 @@ static void write_tables(const options *o, const cell *cells, uint32_t nc, const
             snprintf(title[li], sizeof title[li], "%u", o->eval_len[li]);
         md_header(md, "| method |", "|---|", title, o->n_eval_len, "---:|", "", "");
         for (uint32_t mi = 0; mi < o->n_eval_method; mi++) {
-            uint32_t any = 0;
-            for (uint32_t i = 0; i < nc; i++)
-                any += cells[i].task == task && cells[i].method == mi;
-            if (!any) /* not run yet, or (merged) not for this task */
+            if (!method_ran(cells, nc, task, mi)) /* not yet, or (merged) not on this task */
                 continue;
             fprintf(md, "| %s |", method_label(o->eval_method[mi]));
             for (uint32_t li = 0; li < o->n_eval_len; li++) {
@@ -251,11 +256,13 @@ static void write_plots(const options *o, const cell *cells, uint32_t nc)
     FILE *g = fopen(path, "w");
     if (!g)
         return;
-    fprintf(g, "set terminal png size 700,450\nset view map\nset cbrange [-1:1]\nunset colorbox\n"
+    fprintf(g, "set terminal png size 700,450\nset cbrange [-1:1]\nunset colorbox\n"
                "set palette defined (-1 '#bdc3c7', -0.01 '#bdc3c7', 0 '#c0392b', 1 '#27ae60')\n"
                "set xlabel 'needle depth'\nset ylabel 'prompt tokens'\n");
     for (int task = 1; task <= 2; task++)
         for (uint32_t mi = 0; o->eval & task && mi < o->n_eval_method; mi++) {
+            if (!method_ran(cells, nc, task, mi))
+                continue;
             char dat[1100];
             snprintf(dat, sizeof dat, "%s/eval_%s_%u.dat", o->eval_out, TASK_NAME[task], mi);
             FILE *d = fopen(dat, "w");
@@ -278,8 +285,10 @@ static void write_plots(const options *o, const cell *cells, uint32_t nc)
             fprintf(g, ")\nset ytics (");
             for (uint32_t li = 0; li < o->n_eval_len; li++)
                 fprintf(g, "%s'%u' %u", li ? ", " : "", o->eval_len[li], li);
-            fprintf(g, ")\nset xrange [-0.5:%u.5]\nset yrange [-0.5:%u.5]\nsplot 'eval_%s_%u.dat' using 1:2:3 with "
-                       "image notitle\n", o->n_eval_depth - 1, o->n_eval_len - 1, TASK_NAME[task], mi);
+            /* one filled box a cell: gnuplot's "image" wants a grid of at least 2 x 2 */
+            fprintf(g, ")\nset xrange [-0.5:%u.5]\nset yrange [-0.5:%u.5]\nplot 'eval_%s_%u.dat' using "
+                       "1:2:(0.5):(0.5):3 with boxxyerror fill solid noborder lc palette notitle\n",
+                    o->n_eval_depth - 1, o->n_eval_len - 1, TASK_NAME[task], mi);
         }
     fclose(g);
     char cmd[1200];
