@@ -368,7 +368,7 @@ static int parse(int argc, char **argv, options *o)
                         "--eval-depths or --eval-methods\n");
         return -1;
     }
-    if (o->eval_merge && !o->eval_out)
+    if ((o->eval || o->eval_merge) && !o->eval_out)
         o->eval_out = "eval-out";
     if (o->eval) { /* the grid's defaults */
         static const double depths[] = {0.1, 0.3, 0.5, 0.7, 0.9};
@@ -378,8 +378,6 @@ static int parse(int argc, char **argv, options *o)
             memcpy(o->eval_depth, depths, sizeof depths), o->n_eval_depth = 5;
         if (!o->n_eval_method)
             o->eval_method[0] = "dense", o->eval_method[1] = "window", o->eval_method[2] = "esa", o->n_eval_method = 3;
-        if (!o->eval_out)
-            o->eval_out = "eval-out";
     }
     if (o->n_predict == UINT32_MAX)
         o->n_predict = o->passkey_tokens || o->eval ? 16 : 128;

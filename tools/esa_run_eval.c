@@ -299,6 +299,22 @@ static void write_plots(const options *o, const cell *cells, uint32_t nc)
         fprintf(stderr, "esa-run: gnuplot failed on %s/eval.gp\n", o->eval_out);
 }
 
+/* The end of a run or a merge: the tables, the heat maps, eval.md on stdout. */
+static void write_results(const options *o, const cell *cells, uint32_t nc, const char *cmdline)
+{
+    write_tables(o, cells, nc, cmdline);
+    write_plots(o, cells, nc);
+    tool_print_file(o->eval_out, "eval.md");
+}
+
+/* --eval-out, made if missing (its parent must exist). 1 on success. */
+static int make_out(const char *dir)
+{
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return fprintf(stderr, "esa-run: cannot create %s: %s\n", dir, strerror(errno)), 0;
+    return 1;
+}
+
 /* the command line, for the tables */
 static void command_line(int argc, char **argv, char *out, size_t size)
 {
@@ -314,10 +330,8 @@ int run_eval(run *R, int argc, char **argv)
     options *o = &R->o;
     char cmdline[1024];
     command_line(argc, argv, cmdline, sizeof cmdline);
-    if (mkdir(o->eval_out, 0755) != 0 && errno != EEXIST) {
-        fprintf(stderr, "esa-run: cannot create %s: %s\n", o->eval_out, strerror(errno));
+    if (!make_out(o->eval_out))
         return 0;
-    }
     uint32_t max_len = 0;
     for (uint32_t li = 0; li < o->n_eval_len; li++)
         max_len = o->eval_len[li] > max_len ? o->eval_len[li] : max_len;
@@ -367,9 +381,7 @@ int run_eval(run *R, int argc, char **argv)
                             c->found ? "retrieved" : "missed");
                 }
     }
-    write_tables(o, cells, nc, cmdline);
-    write_plots(o, cells, nc);
-    tool_print_file(o->eval_out, "eval.md");
+    write_results(o, cells, nc, cmdline);
     free(cells);
     return ok;
 }
@@ -499,10 +511,7 @@ int run_eval_merge(const options *in, int argc, char **argv)
         fprintf(stderr, "esa-run: --eval-merge: no prompts in %s\n", in->eval_merge);
         ok = 0;
     }
-    if (ok && mkdir(o.eval_out, 0755) != 0 && errno != EEXIST) {
-        fprintf(stderr, "esa-run: cannot create %s: %s\n", o.eval_out, strerror(errno));
-        ok = 0;
-    }
+    ok = ok && make_out(o.eval_out);
     if (ok) {
         for (uint32_t m = 0; m < n_labels; m++)
             o.eval_method[m] = labels[m];
@@ -511,9 +520,7 @@ int run_eval_merge(const options *in, int argc, char **argv)
         o.n_eval_method = n_labels;
         char cmdline[1024];
         command_line(argc, argv, cmdline, sizeof cmdline);
-        write_tables(&o, cells, nc, cmdline);
-        write_plots(&o, cells, nc);
-        tool_print_file(o.eval_out, "eval.md");
+        write_results(&o, cells, nc, cmdline);
     }
     free(cells);
     return ok;
