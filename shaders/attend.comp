@@ -216,19 +216,17 @@ void main()
             [[unroll]] for (uint sh = 0u; sh < 3u; sh++)
                 [[unroll]] for (uint i = 0u; i < RPI; i++)
                     s[i] += subgroupShuffleXor(s[i], 1u << sh);
-        // online softmax, rescaling only when a row's max grows
-        float p[RPI];
+        // online softmax without a branch: the output's rescale rides on the value
+        // accumulation below (llvmpipe runs an if body under a mask whether or not a lane
+        // takes it: a separate rescale cost a pass over every row's output at every key)
+        float p[RPI], alpha[RPI];
         [[unroll]] for (uint i = 0u; i < RPI; i++) {
             float x = pos < qlim[i] ? s[i] : NEG_INF;
-            if (x > m[i]) {
-                float alpha = exp2(m[i] - x); // 0 when m is -inf
-                l[i] *= alpha;
-                [[unroll]] for (uint j = 0u; j < NBR * 4u; j++)
-                    ov[i][j] *= alpha;
-                m[i] = x;
-            }
-            p[i] = x == NEG_INF ? 0.0 : exp2(x - m[i]);
-            l[i] += p[i];
+            float mn = max(m[i], x);
+            alpha[i] = mn == NEG_INF ? 1.0 : exp2(m[i] - mn); // 0 when m was -inf
+            p[i] = x == NEG_INF ? 0.0 : exp2(x - mn);
+            l[i] = l[i] * alpha[i] + p[i];
+            m[i] = mn;
         }
         // values, natural order: block b is dims 8b..8b+7
         vec2 vb[NBL][4];
@@ -246,7 +244,7 @@ void main()
                 vx[e] = TD == 1u ? subgroupShuffle(vb[jb / 8u][e], src0 + jb % 8u) : vb[jb][e];
             [[unroll]] for (uint i = 0u; i < RPI; i++)
                 [[unroll]] for (uint e = 0u; e < 4u; e++)
-                    ov[i][jb * 4u + e] += p[i] * vx[e];
+                    ov[i][jb * 4u + e] = ov[i][jb * 4u + e] * alpha[i] + p[i] * vx[e];
         }
     }
 
