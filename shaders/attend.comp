@@ -159,92 +159,106 @@ void main()
             rope_cs4(pc.rope, half_rd, 4u * b, KL, st[j]);
     }
 
-    // (llvmpipe ends an invocation's loops after 65535 iterations in all: the host keeps the
-    // keys of a lane under that, esa_attend_tuning.lane_keys)
-    uint nk = 0u;
+    // Keys come in runs: at a run's first key the rotation is computed exactly (rope_cs4,
+    // six table loads a block), at the others stepped by the recurrence; a list part with
+    // rotation (exact positions) has runs of one key. (A run is a loop, not an 'if' at every
+    // key: llvmpipe runs an if body under a mask whether or not a lane takes it, and paid
+    // the table loads' lane-by-lane loops at every key; a loop ends when no lane is in it.)
+    // llvmpipe ends an invocation's loops after 65535 iterations in all, runs and keys
+    // counted: the host keeps the keys of a lane under half that (esa_attend_tuning.lane_keys).
+    uint run_keys = rot && pc.use_list != 0u ? 1u : ANCHOR;
     uint row_bytes = n_kv * D * 2u;
     bool gathered = pc.rows != uvec2(0u);
     uint page = 0xffffffffu; // the page whose address `base` holds (contiguous parts: few)
     uvec2 base = uvec2(0u);
-    for (uint idx = kbeg + kl; idx < kend; idx += KL, nk++) {
-        uint pos = pc.use_list != 0u ? pc.list.v[pc.key_first + idx] : pc.key_first + idx;
-        uvec2 kh;
-        if (gathered) {
-            kh = addr_add(pc.rows, (pc.key_first + idx) * row_bytes + g * D * 2u);
-        } else {
-            if (pos >> pc.page_shift != page) {
-                page = pos >> pc.page_shift;
-                base = pc.pages.v[page];
+    for (uint run0 = kbeg + kl; run0 < kend; run0 += run_keys * KL) {
+        if (rot) {
+            uint pos0 = pc.use_list != 0u ? pc.list.v[pc.key_first + run0] : pc.key_first + run0;
+            [[unroll]] for (uint j = 0u; j < NBL; j++) {
+                uint b = cl + 8u * j;
+                if (b < NB && 4u * b < half_rd)
+                    rope_cs4(pc.rope, half_rd, 4u * b, pos0 - pc.k_rope_sub, cs[j]);
             }
-            kh = addr_add(base, (pos & ((1u << pc.page_shift) - 1u)) * row_bytes + g * D * 2u);
         }
-        uvec2 vh = addr_add(kh, pc.v_off);
-        // this lane's blocks of the key, rotated
-        vec2 kb[NBL][4];
-        [[unroll]] for (uint j = 0u; j < NBL; j++) {
-            uint b = cl + 8u * j;
-            vec2 p[4] = vec2[4](vec2(0.0), vec2(0.0), vec2(0.0), vec2(0.0));
-            if (b < NB) {
-                load_k_block(kh, b, p);
-                if (rot && 4u * b < half_rd) {
-                    if (!recur || nk % ANCHOR == 0u)
-                        rope_cs4(pc.rope, half_rd, 4u * b, pos - pc.k_rope_sub, cs[j]);
-                    [[unroll]] for (uint e = 0u; e < 4u; e++) {
-                        p[e] = cmul(p[e], cs[j][e]);
-                        cs[j][e] = cmul(cs[j][e], st[j][e]);
+        uint run_end = min(run0 + run_keys * KL, kend);
+        for (uint idx = run0; idx < run_end; idx += KL) {
+            uint pos = pc.use_list != 0u ? pc.list.v[pc.key_first + idx] : pc.key_first + idx;
+            uvec2 kh;
+            if (gathered) {
+                kh = addr_add(pc.rows, (pc.key_first + idx) * row_bytes + g * D * 2u);
+            } else {
+                if (pos >> pc.page_shift != page) {
+                    page = pos >> pc.page_shift;
+                    base = pc.pages.v[page];
+                }
+                kh = addr_add(base, (pos & ((1u << pc.page_shift) - 1u)) * row_bytes + g * D * 2u);
+            }
+            uvec2 vh = addr_add(kh, pc.v_off);
+            // this lane's blocks of the key, rotated
+            vec2 kb[NBL][4];
+            [[unroll]] for (uint j = 0u; j < NBL; j++) {
+                uint b = cl + 8u * j;
+                vec2 p[4] = vec2[4](vec2(0.0), vec2(0.0), vec2(0.0), vec2(0.0));
+                if (b < NB) {
+                    load_k_block(kh, b, p);
+                    if (rot && 4u * b < half_rd) {
+                        [[unroll]] for (uint e = 0u; e < 4u; e++) {
+                            p[e] = cmul(p[e], cs[j][e]);
+                            cs[j][e] = cmul(cs[j][e], st[j][e]);
+                        }
                     }
                 }
+                [[unroll]] for (uint e = 0u; e < 4u; e++)
+                    kb[j][e] = p[e];
             }
-            [[unroll]] for (uint e = 0u; e < 4u; e++)
-                kb[j][e] = p[e];
-        }
-        // scores
-        float s[RPI];
-        [[unroll]] for (uint i = 0u; i < RPI; i++)
-            s[i] = 0.0;
-        [[unroll]] for (uint jb = 0u; jb < NBR; jb++) {
-            vec2 kx[4];
-            [[unroll]] for (uint e = 0u; e < 4u; e++)
-                kx[e] = TD == 1u ? subgroupShuffle(kb[jb / 8u][e], src0 + jb % 8u) : kb[jb][e];
+            // scores
+            float s[RPI];
             [[unroll]] for (uint i = 0u; i < RPI; i++)
+                s[i] = 0.0;
+            [[unroll]] for (uint jb = 0u; jb < NBR; jb++) {
+                vec2 kx[4];
                 [[unroll]] for (uint e = 0u; e < 4u; e++)
-                    s[i] += dot(qv[i][jb * 4u + e], kx[e]);
-        }
-        // (a counted loop: llvmpipe does not unroll a shifted induction variable, and would
-        // count its 3 iterations a key against its loop limit)
-        if (TD > 1u)
-            [[unroll]] for (uint sh = 0u; sh < 3u; sh++)
+                    kx[e] = TD == 1u ? subgroupShuffle(kb[jb / 8u][e], src0 + jb % 8u) : kb[jb][e];
                 [[unroll]] for (uint i = 0u; i < RPI; i++)
-                    s[i] += subgroupShuffleXor(s[i], 1u << sh);
-        // online softmax without a branch: the output's rescale rides on the value
-        // accumulation below (llvmpipe runs an if body under a mask whether or not a lane
-        // takes it: a separate rescale cost a pass over every row's output at every key)
-        float p[RPI], alpha[RPI];
-        [[unroll]] for (uint i = 0u; i < RPI; i++) {
-            float x = pos < qlim[i] ? s[i] : NEG_INF;
-            float mn = max(m[i], x);
-            alpha[i] = mn == NEG_INF ? 1.0 : exp2(m[i] - mn); // 0 when m was -inf
-            p[i] = x == NEG_INF ? 0.0 : exp2(x - mn);
-            l[i] = l[i] * alpha[i] + p[i];
-            m[i] = mn;
-        }
-        // values, natural order: block b is dims 8b..8b+7
-        vec2 vb[NBL][4];
-        [[unroll]] for (uint j = 0u; j < NBL; j++) {
-            uint b = cl + 8u * j;
-            uvec4 a = uvec4(0u);
-            if (b < NB)
-                a = UV4Buf(vh).v[b];
-            vb[j][0] = unpackHalf2x16(a.x); vb[j][1] = unpackHalf2x16(a.y);
-            vb[j][2] = unpackHalf2x16(a.z); vb[j][3] = unpackHalf2x16(a.w);
-        }
-        [[unroll]] for (uint jb = 0u; jb < NBR; jb++) {
-            vec2 vx[4];
-            [[unroll]] for (uint e = 0u; e < 4u; e++)
-                vx[e] = TD == 1u ? subgroupShuffle(vb[jb / 8u][e], src0 + jb % 8u) : vb[jb][e];
-            [[unroll]] for (uint i = 0u; i < RPI; i++)
+                    [[unroll]] for (uint e = 0u; e < 4u; e++)
+                        s[i] += dot(qv[i][jb * 4u + e], kx[e]);
+            }
+            // (a counted loop: llvmpipe does not unroll a shifted induction variable, and would
+            // count its 3 iterations a key against its loop limit)
+            if (TD > 1u)
+                [[unroll]] for (uint sh = 0u; sh < 3u; sh++)
+                    [[unroll]] for (uint i = 0u; i < RPI; i++)
+                        s[i] += subgroupShuffleXor(s[i], 1u << sh);
+            // online softmax without a branch: the output's rescale rides on the value
+            // accumulation below (llvmpipe runs an if body under a mask whether or not a lane
+            // takes it: a separate rescale cost a pass over every row's output at every key)
+            float p[RPI], alpha[RPI];
+            [[unroll]] for (uint i = 0u; i < RPI; i++) {
+                float x = pos < qlim[i] ? s[i] : NEG_INF;
+                float mn = max(m[i], x);
+                alpha[i] = mn == NEG_INF ? 1.0 : exp2(m[i] - mn); // 0 when m was -inf
+                p[i] = x == NEG_INF ? 0.0 : exp2(x - mn);
+                l[i] = l[i] * alpha[i] + p[i];
+                m[i] = mn;
+            }
+            // values, natural order: block b is dims 8b..8b+7
+            vec2 vb[NBL][4];
+            [[unroll]] for (uint j = 0u; j < NBL; j++) {
+                uint b = cl + 8u * j;
+                uvec4 a = uvec4(0u);
+                if (b < NB)
+                    a = UV4Buf(vh).v[b];
+                vb[j][0] = unpackHalf2x16(a.x); vb[j][1] = unpackHalf2x16(a.y);
+                vb[j][2] = unpackHalf2x16(a.z); vb[j][3] = unpackHalf2x16(a.w);
+            }
+            [[unroll]] for (uint jb = 0u; jb < NBR; jb++) {
+                vec2 vx[4];
                 [[unroll]] for (uint e = 0u; e < 4u; e++)
-                    ov[i][jb * 4u + e] = ov[i][jb * 4u + e] * alpha[i] + p[i] * vx[e];
+                    vx[e] = TD == 1u ? subgroupShuffle(vb[jb / 8u][e], src0 + jb % 8u) : vb[jb][e];
+                [[unroll]] for (uint i = 0u; i < RPI; i++)
+                    [[unroll]] for (uint e = 0u; e < 4u; e++)
+                        ov[i][jb * 4u + e] = ov[i][jb * 4u + e] * alpha[i] + p[i] * vx[e];
+            }
         }
     }
 

@@ -15,8 +15,8 @@
  *    kept small).
  *    llvmpipe also ends the loops of an invocation after 65535 iterations in all (gallivm's
  *    guard against endless loops): on any CPU device, whichever profile runs, a key lane takes
- *    at most 32768 keys (lane_keys), so long parts are split further (and the cache holds more
- *    partial slots).
+ *    at most 16384 keys (lane_keys; a list part with rotation loops twice a key, a run and its
+ *    one key), so long parts are split further (and the cache holds more partial slots).
  *  - GPUs keep few registers per invocation: 8 lanes share a row, a 1/8 slice of its dims
  *    each, so a key row is read as one coalesced run; decode spreads the keys over the
  *    clusters of a workgroup (kl). Not yet measured on a GPU. */
@@ -40,7 +40,7 @@ void esa_attend_tuning_for(const esa_context *ctx, uint32_t head_dim, uint32_t g
     const attend_profile *p = &profiles[ctx->tuning == ESA_TUNING_CPU ? 0 : 1];
     esa_attend_tuning t = decode ? p->decode : p->chunk;
     /* llvmpipe's loop guard belongs to the driver, whichever variant runs on it */
-    t.lane_keys = ctx->info.type == ESA_DEVICE_CPU ? 32768u : 0u;
+    t.lane_keys = ctx->info.type == ESA_DEVICE_CPU ? 16384u : 0u;
     if (t.rpi == 0) /* decode: the group's heads of the one query */
         t.rpi = group;
     /* registers: rows times dims per lane */

@@ -1,7 +1,7 @@
 /* test_long.c - a 32k-token context at a small shape: appended, then two chunks through the
  * ESA path, the last chunk and decode steps against the reference; single-token steps walking
- * l_M from below k, through k, to above it; and a dense chunk over 70k tokens, more keys than
- * one lavapipe invocation may loop over. */
+ * l_M from below k, through k, to above it; a dense chunk over 70k tokens, more keys than
+ * one lavapipe invocation may loop over; and, with exact positions, 36,000 selected tokens. */
 #include "esa_ref.h"
 #include "harness.h"
 
@@ -178,6 +178,52 @@ static void long_part(esa_context *ctx)
     esa_cache_destroy(c);
 }
 
+/* Exact positions with a selection longer than a lane's loop budget on lavapipe: the selected
+ * middle tokens are a list part, rotated at their true positions key by key (attend.comp's
+ * runs of one key: two loop iterations a key), 36,000 of them in one split; the chunk's first
+ * and last queries against the reference. */
+static void long_list(esa_context *ctx)
+{
+    enum { P = 40000, n = 512, H = 9, G = 3, D = 16, HD = H * D, GD = G * D };
+    esa_cache_desc d = {.n_layers = 1, .n_heads = H, .n_kv_heads = G, .head_dim = D, .n_initial = 16,
+                        .n_local = 256, .top_k = 36000, .chunk = n, .max_tokens = P + n,
+                        .score_mode = ESA_SCORES_EXACT, .position_mode = ESA_POSITIONS_EXACT};
+    esa_cache *c;
+    esa_status s = esa_cache_create(ctx, &d, &c);
+    EXPECT(s == ESA_SUCCESS, "create: %s", esa_status_string(s));
+    if (s != ESA_SUCCESS)
+        return;
+    esa_cache_get_desc(c, &d);
+    esa_ref_config cfg = cfg_of(&d, 1);
+    float *q = malloc(sizeof(float) * n * HD), *k = malloc(sizeof(float) * (P + n) * GD),
+          *v = malloc(sizeof(float) * (P + n) * GD), *o = malloc(sizeof(float) * n * HD),
+          *o_ref = malloc(sizeof(float) * n * HD);
+    rng_seed(36000);
+    fill_normal(q, (size_t)n * HD, 1.0f);
+    fill_normal(k, (size_t)(P + n) * GD, 1.0f);
+    fill_normal(v, (size_t)(P + n) * GD, 1.0f);
+    EXPECT_STATUS(esa_append(c, 0, P, ESA_F32, k, v), ESA_SUCCESS);
+    esa_step_info info = {0};
+    s = esa_attend(c, 0, n, ESA_F32, q, k + (size_t)P * GD, v + (size_t)P * GD, o, &info);
+    EXPECT(s == ESA_SUCCESS && info.n_selected == d.top_k, "exact 40k: %s (%s), %u selected",
+           esa_status_string(s), esa_context_last_error(ctx), info.n_selected);
+    esa_ref_layer L;
+    esa_ref_layer_init(&L, &cfg, P + n, NULL, NULL);
+    for (size_t i = 0; i < (size_t)P * GD; i++) {
+        L.k[i] = esa_ref_f16_round(k[i]);
+        L.v[i] = esa_ref_f16_round(v[i]);
+    }
+    esa_ref_compress_keys(&cfg, NULL, L.k, P, L.kc);
+    L.len = P;
+    esa_ref_step(&cfg, &L, n, q, k + (size_t)P * GD, v + (size_t)P * GD, o_ref, NULL, NULL);
+    compare(o, o_ref, HD, 2e-3, "exact 40k, 36000 selected: first query");
+    compare(o + (size_t)(n - 1) * HD, o_ref + (size_t)(n - 1) * HD, HD, 2e-3,
+            "exact 40k, 36000 selected: last query");
+    esa_ref_layer_free(&L);
+    free(q); free(k); free(v); free(o); free(o_ref);
+    esa_cache_destroy(c);
+}
+
 int main(void)
 {
     esa_context *ctx = harness_context();
@@ -185,5 +231,6 @@ int main(void)
     walk_lm(ctx, ESA_POSITIONS_EXACT);
     long_context(ctx);
     long_part(ctx);
+    long_list(ctx);
     return harness_finish(ctx, "test_long");
 }
