@@ -165,7 +165,8 @@ void main()
     // key: llvmpipe runs an if body under a mask whether or not a lane takes it, and paid
     // the table loads' lane-by-lane loops at every key; a loop ends when no lane is in it.)
     // llvmpipe ends an invocation's loops after 65535 iterations in all, runs and keys
-    // counted: the host keeps the keys of a lane under half that (esa_attend_tuning.lane_keys).
+    // counted, each loop one more for its exit: up to three a key (runs of one key), so the
+    // host keeps the keys of a lane under a third of that (esa_attend_tuning.lane_keys).
     uint run_keys = rot && pc.use_list != 0u ? 1u : ANCHOR;
     uint row_bytes = n_kv * D * 2u;
     bool gathered = pc.rows != uvec2(0u);
@@ -236,7 +237,7 @@ void main()
             [[unroll]] for (uint i = 0u; i < RPI; i++) {
                 float x = pos < qlim[i] ? s[i] : NEG_INF;
                 float mn = max(m[i], x);
-                alpha[i] = mn == NEG_INF ? 1.0 : exp2(m[i] - mn); // 0 when m was -inf
+                alpha[i] = m[i] == mn ? 1.0 : exp2(m[i] - mn); // exactly 1 unless the max grew; 0 from -inf
                 p[i] = x == NEG_INF ? 0.0 : exp2(x - mn);
                 l[i] = l[i] * alpha[i] + p[i];
                 m[i] = mn;

@@ -15,8 +15,10 @@
  *    kept small).
  *    llvmpipe also ends the loops of an invocation after 65535 iterations in all (gallivm's
  *    guard against endless loops): on any CPU device, whichever profile runs, a key lane takes
- *    at most 16384 keys (lane_keys; a list part with rotation loops twice a key, a run and its
- *    one key), so long parts are split further (and the cache holds more partial slots).
+ *    at most 16384 keys (lane_keys: a list part with rotation costs up to three iterations a
+ *    key, its run, the key and the inner loop's exit), so long parts are split further (and
+ *    the cache holds more partial slots). Only those parts need a third; one cap for all parts
+ *    keeps the split plan simple.
  *  - GPUs keep few registers per invocation: 8 lanes share a row, a 1/8 slice of its dims
  *    each, so a key row is read as one coalesced run; decode spreads the keys over the
  *    clusters of a workgroup (kl). Not yet measured on a GPU. */

@@ -180,8 +180,9 @@ static void long_part(esa_context *ctx)
 
 /* Exact positions with a selection longer than a lane's loop budget on lavapipe: the selected
  * middle tokens are a list part, rotated at their true positions key by key (attend.comp's
- * runs of one key: two loop iterations a key), 36,000 of them in one split; the chunk's first
- * and last queries against the reference. */
+ * runs of one key: up to three loop iterations a key), 36,000 of them in one part, which the
+ * host splits at lane_keys (at 32768 a split lost keys to llvmpipe's loop limit: this failed);
+ * the chunk's first and last queries against the reference. */
 static void long_list(esa_context *ctx)
 {
     enum { P = 40000, n = 512, H = 9, G = 3, D = 16, HD = H * D, GD = G * D };
