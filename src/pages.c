@@ -68,7 +68,9 @@ static esa_status pool_grow(esa_cache *c, esa_pool *p)
             return ESA_ERROR_OUT_OF_HOST_MEMORY;
         p->cap_slabs = cap;
     }
-    if (p->n_free + n > p->cap_free) {
+    /* room for every page the pool will hold: a truncate or clear gives them all back, also
+     * those that were in use when this slab came (sized by the free ones, it overflowed) */
+    if (p->total + n > p->cap_free) {
         uint64_t cap = p->total + n;
         if (!resize(ctx, (void **)&p->free_ids, p->n_free, (size_t)cap, sizeof *p->free_ids))
             return ESA_ERROR_OUT_OF_HOST_MEMORY;

@@ -4,7 +4,8 @@
  * decode steps that cross page boundaries, dense steps, truncates into pages that were moved
  * to host memory, clear, and a save/load round trip between paged and unpaged caches; a host
  * budget that runs out fails a step by its named status and leaves the cache usable; the
- * memory query counts what the budget allows. */
+ * memory query counts what the budget allows; host pages of several slabs all given back and
+ * reused. */
 #include "harness.h"
 
 #include <string.h>
@@ -300,6 +301,39 @@ done:
     esa_cache_destroy(cs[1]);
 }
 
+/* Host pages in several slabs, grown while the pages before them were in use, then all given
+ * back by a truncate to 0 (the pool's free list must have room for every page it ever held:
+ * it had room only for what was free when it grew, an overflow the ASan build catches), then
+ * the same length again, which must reuse them: no more host memory. One layer of big pages
+ * (1 MiB: 64 to a slab). */
+static void host_slabs(esa_context *ctx)
+{
+    enum { BH = 8, BD = 128, BGD = BH * BD, BPT = 256, BN = 80 * BPT };
+    esa_cache_desc d = {.n_layers = 1, .n_heads = BH, .n_kv_heads = BH, .head_dim = BD, .n_initial = 16,
+                        .n_local = BPT, .chunk = BPT, .max_tokens = BN, .score_mode = ESA_SCORES_EXACT,
+                        .page_tokens = BPT, .kv_device_budget = 4ull * BPT * BGD * 4};
+    esa_cache *c = harness_cache(ctx, d, NULL, NULL);
+    if (!c)
+        return;
+    float *k = malloc(sizeof(float) * BPT * BGD);
+    fill_normal(k, (size_t)BPT * BGD, 1.0f);
+    esa_cache_memory m1 = {0}, m2 = {0};
+    for (int round = 0; round < 2; round++) {
+        esa_status s = ESA_SUCCESS;
+        for (uint32_t t = 0; s == ESA_SUCCESS && t < BN; t += BPT)
+            s = esa_append(c, 0, BPT, ESA_F32, k, k);
+        EXPECT(s == ESA_SUCCESS, "slabs, round %d: %s (%s)", round, esa_status_string(s), esa_context_last_error(ctx));
+        EXPECT_STATUS(esa_cache_memory_usage(c, round ? &m2 : &m1), ESA_SUCCESS);
+        EXPECT_STATUS(esa_cache_truncate(c, 0, 0), ESA_SUCCESS);
+    }
+    EXPECT(m1.host_pages == 76 && m1.host_bytes > 64 * m1.page_bytes && m2.host_pages == m1.host_pages &&
+               m2.host_bytes == m1.host_bytes,
+           "slabs: %llu host pages in %llu bytes, then %llu in %llu", (unsigned long long)m1.host_pages,
+           (unsigned long long)m1.host_bytes, (unsigned long long)m2.host_pages, (unsigned long long)m2.host_bytes);
+    free(k);
+    esa_cache_destroy(c);
+}
+
 int main(void)
 {
     esa_context *ctx = harness_context();
@@ -311,6 +345,7 @@ int main(void)
     same_as_device(ctx, ESA_SCORES_COMPRESSED);
     same_as_device(ctx, ESA_SCORES_EXACT);
     host_budget(ctx);
+    host_slabs(ctx);
 
     /* arguments */
     esa_cache_memory m;
