@@ -143,10 +143,8 @@ static void long_part(esa_context *ctx)
     enum { P = 70000, n = 512, H = 9, G = 3, D = 16, HD = H * D, GD = G * D };
     esa_cache_desc d = {.n_layers = 1, .n_heads = H, .n_kv_heads = G, .head_dim = D,
                         .score_mode = ESA_SCORES_EXACT, .max_tokens = P + n};
-    esa_cache *c;
-    esa_status s = esa_cache_create(ctx, &d, &c);
-    EXPECT(s == ESA_SUCCESS, "create: %s", esa_status_string(s));
-    if (s != ESA_SUCCESS)
+    esa_cache *c = harness_cache(ctx, d, NULL, NULL);
+    if (!c)
         return;
     esa_cache_get_desc(c, &d);
     esa_ref_config cfg = cfg_of(&d, 1);
@@ -165,7 +163,7 @@ static void long_part(esa_context *ctx)
     for (uint32_t i = 0; i < P + n; i++)
         keys[i] = i;
     EXPECT_STATUS(esa_append(c, 0, P, ESA_F32, k, v), ESA_SUCCESS);
-    s = esa_attend_dense(c, 0, n, ESA_F32, q, k + (size_t)P * GD, v + (size_t)P * GD, o, NULL);
+    esa_status s = esa_attend_dense(c, 0, n, ESA_F32, q, k + (size_t)P * GD, v + (size_t)P * GD, o, NULL);
     EXPECT(s == ESA_SUCCESS, "dense 70k: %s (%s)", esa_status_string(s), esa_context_last_error(ctx));
     static const uint32_t rows[] = {0, n - 1};
     for (int r = 0; r < 2; r++) {
@@ -189,10 +187,8 @@ static void long_list(esa_context *ctx)
     esa_cache_desc d = {.n_layers = 1, .n_heads = H, .n_kv_heads = G, .head_dim = D, .n_initial = 16,
                         .n_local = 256, .top_k = 36000, .chunk = n, .max_tokens = P + n,
                         .score_mode = ESA_SCORES_EXACT, .position_mode = ESA_POSITIONS_EXACT};
-    esa_cache *c;
-    esa_status s = esa_cache_create(ctx, &d, &c);
-    EXPECT(s == ESA_SUCCESS, "create: %s", esa_status_string(s));
-    if (s != ESA_SUCCESS)
+    esa_cache *c = harness_cache(ctx, d, NULL, NULL);
+    if (!c)
         return;
     esa_cache_get_desc(c, &d);
     esa_ref_config cfg = cfg_of(&d, 1);
@@ -205,7 +201,7 @@ static void long_list(esa_context *ctx)
     fill_normal(v, (size_t)(P + n) * GD, 1.0f);
     EXPECT_STATUS(esa_append(c, 0, P, ESA_F32, k, v), ESA_SUCCESS);
     esa_step_info info = {0};
-    s = esa_attend(c, 0, n, ESA_F32, q, k + (size_t)P * GD, v + (size_t)P * GD, o, &info);
+    esa_status s = esa_attend(c, 0, n, ESA_F32, q, k + (size_t)P * GD, v + (size_t)P * GD, o, &info);
     EXPECT(s == ESA_SUCCESS && info.n_selected == d.top_k, "exact 40k: %s (%s), %u selected",
            esa_status_string(s), esa_context_last_error(ctx), info.n_selected);
     esa_ref_layer L;
