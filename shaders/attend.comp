@@ -82,6 +82,9 @@ void load_q_block(uint row, uint b, out vec2 p[4])
     }
 }
 
+// The cache position of the part's key idx.
+uint key_pos(uint idx) { return pc.use_list != 0u ? pc.list.v[pc.key_first + idx] : pc.key_first + idx; }
+
 // A key block in pair order from the fp16 head at address kh (16-byte aligned).
 void load_k_block(uvec2 kh, uint b, out vec2 p[4])
 {
@@ -174,7 +177,7 @@ void main()
     uvec2 base = uvec2(0u);
     for (uint run0 = kbeg + kl; run0 < kend; run0 += run_keys * KL) {
         if (rot) {
-            uint pos0 = pc.use_list != 0u ? pc.list.v[pc.key_first + run0] : pc.key_first + run0;
+            uint pos0 = key_pos(run0);
             [[unroll]] for (uint j = 0u; j < NBL; j++) {
                 uint b = cl + 8u * j;
                 if (b < NB && 4u * b < half_rd)
@@ -183,7 +186,7 @@ void main()
         }
         uint run_end = min(run0 + run_keys * KL, kend);
         for (uint idx = run0; idx < run_end; idx += KL) {
-            uint pos = pc.use_list != 0u ? pc.list.v[pc.key_first + idx] : pc.key_first + idx;
+            uint pos = key_pos(idx);
             uvec2 kh;
             if (gathered) {
                 kh = addr_add(pc.rows, (pc.key_first + idx) * row_bytes + g * D * 2u);
