@@ -24,14 +24,15 @@
 // read in RoPE pair order (NeoX: dims p and p + RD/2 of a rotated block side by side), values
 // and the output in natural order; a dot product does not depend on the order of its terms.
 //
-// Workgroup (x, y, z) = (split, row tile, KV head). Keys are cache positions: key_first + i,
-// or list[key_first + i]. K/V rows are found through the layer's page table (pages.glsl), or,
-// when `rows` is set (a list part whose rows were gathered first, pages.c), at rows + (key_first
-// + i) * row bytes. Keys are rotated at 0 (k_rope_zero: none) or at position -
-// k_rope_sub: a contiguous part steps each lane's rotation by KL positions a key, recomputed
-// exactly (rope.glsl) every ANCHOR keys; a list part recomputes it for every key. A key is
-// visible to query c iff its cache position <= q_cache_pos0 + c: the causal mask for
-// local/dense parts, always true for global parts.
+// Workgroup (x, y, z) = (row tile, split, KV head): row tiles first, so that workgroups run
+// one after another (a CPU driver runs them in order) read the same keys, from cache. Keys are
+// cache positions: key_first + i, or list[key_first + i]. K/V rows are found through the
+// layer's page table (pages.glsl), or, when `rows` is set (a list part whose rows were gathered
+// first, pages.c), at rows + (key_first + i) * row bytes. Keys are rotated at 0 (k_rope_zero:
+// none) or at position - k_rope_sub: a contiguous part steps each lane's rotation by KL
+// positions a key, recomputed exactly (rope.glsl) every ANCHOR keys; a list part recomputes it
+// for every key. A key is visible to query c iff its cache position <= q_cache_pos0 + c: the
+// causal mask for local/dense parts, always true for global parts.
 #extension GL_EXT_control_flow_attributes : require
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_shuffle : require
@@ -112,7 +113,7 @@ void main()
     uint n_kv = pc.n_heads / GS;
     uint rows_total = pc.n * pc.n_heads;
     uint tile_rows = (CLUSTERS / KL) * ROWS_CL;
-    uint cl_r0 = gl_WorkGroupID.y * tile_rows + rcl * ROWS_CL; // the cluster's first row
+    uint cl_r0 = gl_WorkGroupID.x * tile_rows + rcl * ROWS_CL; // the cluster's first row
     uint lane_r0 = cl_r0 + (TD == 1u ? cl * RPI : 0u);        // this lane's first row
 
     // --- this lane's rows (or row slices) in registers ----------------------------------
@@ -142,7 +143,7 @@ void main()
     // the last position visible to the cluster's last query.
     uint c_last = min(pc.n - 1u, (cl_r0 + ROWS_CL - 1u) / GS);
     uint lim = pc.q_cache_pos0 + c_last + 1u;
-    uint kbeg = gl_WorkGroupID.x * pc.split_len;
+    uint kbeg = gl_WorkGroupID.y * pc.split_len;
     uint kend = min(kbeg + pc.split_len, pc.key_count);
     if (pc.use_list == 0u)
         kend = min(kend, lim > pc.key_first ? lim - pc.key_first : 0u);
@@ -267,7 +268,7 @@ void main()
     }
 
     // --- write this cluster's partial slot -------------------------------------------------
-    uint slot = pc.slot_base + gl_WorkGroupID.x * KL + kl;
+    uint slot = pc.slot_base + gl_WorkGroupID.y * KL + kl;
     [[unroll]] for (uint i = 0u; i < RPI; i++) {
         uint r = lane_r0 + i;
         uint c = r / GS;

@@ -197,19 +197,27 @@ static esa_status alloc_all(esa_cache *c)
     ALLOC(&c->topk_bits, blocks * ESA_TOPK_WORDS * 4, ESA_MEM_DEVICE);
     ALLOC(&c->cand, T * 8, ESA_MEM_DEVICE);
     /* partial slots: 4 a chunk row (a part each, whole), 1024 a decode row; more where a key
-     * lane may loop over only so many keys (esa_attend_tuning.lane_keys) */
+     * lane may loop over only so many keys (esa_attend_tuning.lane_keys), and, up to
+     * ESA_PART_BUDGET bytes, for the splits the tuning prefers (split_keys; where they do not
+     * fit, step.c's plan takes longer splits) */
     c->part_floats = 4ull * C * hd;
     if (c->part_floats < 1024ull * hd)
         c->part_floats = 1024ull * hd;
     for (int v = 0; v < 2; v++) {
         const esa_attend_tuning *t = &c->attend[v];
-        if (!t->lane_keys)
-            continue;
-        uint64_t per_split = (uint64_t)t->lane_keys * t->kl;
-        uint64_t slots = (ESA_MAX_SEGMENTS + (T + d->chunk + per_split - 1) / per_split) * t->kl;
         uint64_t rows = v == 0 ? 1 : C;
-        if (c->part_floats < slots * rows * hd)
-            c->part_floats = slots * rows * hd;
+        uint32_t keys[2] = {t->lane_keys, t->split_keys};
+        for (int k = 0; k < 2; k++) {
+            if (!keys[k])
+                continue;
+            uint64_t per_split = (uint64_t)keys[k] * t->kl;
+            uint64_t slots = (ESA_MAX_SEGMENTS + (T + d->chunk + per_split - 1) / per_split) * t->kl;
+            uint64_t floats = slots * rows * hd;
+            if (k == 1 && floats * 4 > ESA_PART_BUDGET)
+                floats = ESA_PART_BUDGET / 4;
+            if (c->part_floats < floats)
+                c->part_floats = floats;
+        }
     }
     ALLOC(&c->part_o, c->part_floats * 4, ESA_MEM_DEVICE);
     ALLOC(&c->part_ml, c->part_floats / d->head_dim * 8, ESA_MEM_DEVICE);

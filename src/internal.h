@@ -131,10 +131,12 @@ void esa_pipelines_destroy(esa_context *ctx);
  * (td 1) or per 8-lane cluster (td 8) (rpi), key lanes (kl: clusters with their own keys),
  * workgroup size (wg: a multiple of 8*kl and of the subgroup size), the workgroups a part is
  * split into at least (workgroups), the cap on rpi*head_dim/td that bounds registers
- * (reg_dims), and the most keys one key lane may loop over (lane_keys, 0: no limit). */
+ * (reg_dims), the keys a split gives one key lane at most where the partial slots allow it
+ * (split_keys, 0: no preference: a cache's worth of keys that every row tile then reads), and
+ * the most keys one key lane may loop over (lane_keys, 0: no limit). */
 typedef struct esa_attend_tuning {
     const char *name;
-    uint32_t td, rpi, kl, wg, workgroups, reg_dims, lane_keys;
+    uint32_t td, rpi, kl, wg, workgroups, reg_dims, split_keys, lane_keys;
 } esa_attend_tuning;
 void esa_attend_tuning_for(const esa_context *ctx, uint32_t head_dim, uint32_t group, int decode,
                            esa_attend_tuning *out);
@@ -309,6 +311,7 @@ void esa_record_topk(esa_cache *cache, VkCommandBuffer cb, uint32_t lm, uint32_t
  * use_list), queries rotated at q_rope_pos0 + c * q_rope_step, keys at 0 (k_rope_zero) or at
  * position - k_rope_sub. */
 #define ESA_MAX_SEGMENTS 4u /* a chunk's partial slots hold 4 parts (cache.c) */
+#define ESA_PART_BUDGET (64ull << 20) /* bytes of partial slots for preferred splits (cache.c) */
 typedef struct esa_segment {
     uint32_t first, count, use_list;
     uint32_t gathered;            /* a list part whose rows are in cache->gather, in list order */

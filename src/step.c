@@ -156,6 +156,8 @@ static uint32_t plan_splits(esa_cache *c, const esa_attend_tuning *t, const esa_
     uint32_t want = esa_max_u32(1u, esa_div_up(t->workgroups, base));
     uint64_t unit = t->kl;
     uint64_t len = (total + want - 1) / want;
+    if (t->split_keys && len > (uint64_t)t->split_keys * unit)
+        len = (uint64_t)t->split_keys * unit;
     if (len < 16 * unit)
         len = 16 * unit;
     uint64_t cap = t->lane_keys ? (uint64_t)t->lane_keys * t->kl : UINT64_MAX;
@@ -236,7 +238,7 @@ uint32_t esa_record_attention(esa_cache *c, VkCommandBuffer cb, esa_layer *L, ui
         pa.v_off = seg[i].gathered ? d->top_k * row : c->page_tokens * row;
         uint32_t splits = esa_div_up(seg[i].count, split_len);
         esa_cmd_push(ctx, cb, c->attend_pipe[v], &pa, sizeof pa);
-        ctx->vk.vkCmdDispatch(cb, splits, qtiles, d->n_kv_heads);
+        ctx->vk.vkCmdDispatch(cb, qtiles, splits, d->n_kv_heads);
         slot += splits * t->kl;
     }
     esa_cmd_barrier(ctx, cb);
