@@ -289,9 +289,16 @@ esa_status esa_debug_attend(esa_cache *c, const float *q, uint32_t n, uint32_t q
     for (uint32_t i = 0; i < nlist; i++)
         CHECK(list[i] < nk, "list[%u] = %u is not a stored key (nk %u)", i, list[i], nk);
     esa_segment sg[ESA_MAX_SEGMENTS];
+    uint64_t total = 0;
     for (uint32_t i = 0; i < nseg; i++) {
         uint64_t end = (uint64_t)seg[i].first + seg[i].count;
         CHECK(end <= (seg[i].use_list ? nlist : nk), "segment %u reaches past its keys", i);
+        total += seg[i].count;
+        /* the cache's partial slots are sized for a step's parts (cache.c), which never hold
+         * more keys than the cache and a chunk; overlapping parts could hold more */
+        CHECK(total <= (uint64_t)d->max_tokens + d->chunk,
+              "the segments hold %llu keys in all; a step attends max_tokens + chunk = %llu at most",
+              (unsigned long long)total, (unsigned long long)d->max_tokens + d->chunk);
         sg[i] = (esa_segment){
             .first = seg[i].first, .count = seg[i].count, .use_list = seg[i].use_list != 0,
             .q_rope_pos0 = seg[i].q_rope_pos0, .q_rope_step = seg[i].q_rope_step,

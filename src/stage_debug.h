@@ -61,8 +61,8 @@ typedef struct esa_debug_segment {
  * at positions 0..nk-1 of layer 0; list[nlist] (may be NULL when nlist is 0) cache positions
  * for use_list parts, nlist <= top_k. Writes out[n][H][d] (fp32) and, if slots is not NULL,
  * the number of partial slots (splits over all parts) the merge combined.
- * 1 <= n <= chunk, nk <= max_tokens, nseg <= 4, with at most 2 distinct (q_rope_pos0,
- * q_rope_step) among them. */
+ * 1 <= n <= chunk, nk <= max_tokens, nseg <= 4 holding max_tokens + chunk keys at most in
+ * all, with at most 2 distinct (q_rope_pos0, q_rope_step) among them. */
 esa_status esa_debug_attend(esa_cache *cache, const float *q, uint32_t n, uint32_t q_cache_pos0,
                             const uint16_t *k, const uint16_t *v, uint32_t nk,
                             const uint32_t *list, uint32_t nlist, const esa_debug_segment *seg,

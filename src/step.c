@@ -143,8 +143,10 @@ static void record_select(esa_cache *c, VkCommandBuffer cb, esa_layer *L, uint32
 
 /* Split the parts' keys over workgroups so the device has enough of them (flash-decoding):
  * at least the tuning's workgroup count with `base` workgroups per split (row tiles times KV
- * heads), each split at least 16 keys per key lane, and within the partial-slot capacity
- * (each split writes one slot per key lane). Returns the keys per split. */
+ * heads), each split at least 16 keys per key lane and at most split_keys where the partial
+ * slots allow (doubled until they do), at most lane_keys, and within the partial-slot
+ * capacity (each split writes one slot per key lane; cache.c sizes it for parts of
+ * max_tokens + chunk keys in all). Returns the keys per split. */
 static uint32_t plan_splits(esa_cache *c, const esa_attend_tuning *t, const esa_segment *seg,
                             uint32_t nseg, uint32_t n, uint32_t base)
 {

@@ -53,7 +53,7 @@ void esa_attend_tuning_for(const esa_context *ctx, uint32_t head_dim, uint32_t g
     /* registers: rows times dims per lane */
     while (t.rpi > 1 && t.rpi * head_dim / t.td > t.reg_dims)
         t.rpi = (t.rpi + 1) / 2;
-    if (!decode) /* a chunk has 4 partial slots per row (cache.c): one per part, one lane */
+    if (!decode) /* a chunk has 4 partial slots per row at least (cache.c): one per part, one lane */
         t.kl = 1;
     /* whole subgroups, whole clusters of 8 lanes, kl of them at least */
     uint32_t unit = esa_max_u32(8u * t.kl, ctx->info.subgroup_size);

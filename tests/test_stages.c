@@ -794,6 +794,17 @@ static void test_attention(esa_context *ctx, const char *shape_name, uint32_t H,
                     RUN("no-keys", none, 2);
                 }
 #undef RUN
+                if (cnt == 3000 && n == 1 && !big) {
+                    /* overlapping parts holding more keys than a step attends (max_tokens +
+                     * chunk): refused, the partial slots are sized for a step's parts */
+                    esa_debug_segment twice[2] = {dense, dense};
+                    float *o = xmalloc(sizeof(float) * (size_t)n * H * d);
+                    esa_status s = esa_debug_attend(c, a.q, n, a.P, a.kb, a.vb, a.nk, a.list, a.nlist,
+                                                    twice, 2, o, NULL);
+                    EXPECT(s == ESA_ERROR_INVALID_ARGUMENT, "attend %s: %llu keys in two parts: %s",
+                           shape_name, 2ull * dense.count, esa_status_string(s));
+                    free(o);
+                }
                 if (cnt == 3000 && slots)
                     EXPECT(slots > 3, "attend %s keys=3000 n=%u: only %u slots (no split-K)",
                            shape_name, n, slots);
