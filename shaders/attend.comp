@@ -109,11 +109,11 @@ void main()
     uint src0 = sgl - cl;                    // the cluster's first lane in the subgroup
     uint cluster = gl_SubgroupID * (gl_SubgroupSize / 8u) + sgl / 8u;
     uint kl = cluster % KL, rcl = cluster / KL;
-    uint g = gl_WorkGroupID.z;
+    uint tile = gl_WorkGroupID.x, split = gl_WorkGroupID.y, g = gl_WorkGroupID.z;
     uint n_kv = pc.n_heads / GS;
     uint rows_total = pc.n * pc.n_heads;
     uint tile_rows = (CLUSTERS / KL) * ROWS_CL;
-    uint cl_r0 = gl_WorkGroupID.x * tile_rows + rcl * ROWS_CL; // the cluster's first row
+    uint cl_r0 = tile * tile_rows + rcl * ROWS_CL;            // the cluster's first row
     uint lane_r0 = cl_r0 + (TD == 1u ? cl * RPI : 0u);        // this lane's first row
 
     // --- this lane's rows (or row slices) in registers ----------------------------------
@@ -143,7 +143,7 @@ void main()
     // the last position visible to the cluster's last query.
     uint c_last = min(pc.n - 1u, (cl_r0 + ROWS_CL - 1u) / GS);
     uint lim = pc.q_cache_pos0 + c_last + 1u;
-    uint kbeg = gl_WorkGroupID.y * pc.split_len;
+    uint kbeg = split * pc.split_len;
     uint kend = min(kbeg + pc.split_len, pc.key_count);
     if (pc.use_list == 0u)
         kend = min(kend, lim > pc.key_first ? lim - pc.key_first : 0u);
@@ -268,7 +268,7 @@ void main()
     }
 
     // --- write this cluster's partial slot -------------------------------------------------
-    uint slot = pc.slot_base + gl_WorkGroupID.y * KL + kl;
+    uint slot = pc.slot_base + split * KL + kl;
     [[unroll]] for (uint i = 0u; i < RPI; i++) {
         uint r = lane_r0 + i;
         uint c = r / GS;

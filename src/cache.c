@@ -159,6 +159,16 @@ static esa_status choose_attend(esa_cache *c)
     return ESA_SUCCESS;
 }
 
+/* The partial slots a step's parts (max_tokens + chunk keys in all) need in splits of `keys`
+ * keys a key lane (0: no such splits, no slots). */
+static uint64_t slots_for(const esa_cache_desc *d, uint32_t keys, uint32_t kl)
+{
+    if (!keys)
+        return 0;
+    uint64_t per_split = (uint64_t)keys * kl;
+    return (ESA_MAX_SEGMENTS + ((uint64_t)d->max_tokens + d->chunk + per_split - 1) / per_split) * kl;
+}
+
 static esa_status alloc_all(esa_cache *c)
 {
     esa_context *ctx = c->ctx;
@@ -205,19 +215,15 @@ static esa_status alloc_all(esa_cache *c)
         c->part_floats = 1024ull * hd;
     for (int v = 0; v < 2; v++) {
         const esa_attend_tuning *t = &c->attend[v];
-        uint64_t rows = v == 0 ? 1 : C;
-        uint32_t keys[2] = {t->lane_keys, t->split_keys};
-        for (int k = 0; k < 2; k++) {
-            if (!keys[k])
-                continue;
-            uint64_t per_split = (uint64_t)keys[k] * t->kl;
-            uint64_t slots = (ESA_MAX_SEGMENTS + (T + d->chunk + per_split - 1) / per_split) * t->kl;
-            uint64_t floats = slots * rows * hd;
-            if (k == 1 && floats * 4 > ESA_PART_BUDGET)
-                floats = ESA_PART_BUDGET / 4;
-            if (c->part_floats < floats)
-                c->part_floats = floats;
-        }
+        uint64_t row_floats = (v == 0 ? 1 : C) * hd;
+        uint64_t need = slots_for(d, t->lane_keys, t->kl) * row_floats;
+        uint64_t want = slots_for(d, t->split_keys, t->kl) * row_floats;
+        if (want > ESA_PART_BUDGET / 4)
+            want = ESA_PART_BUDGET / 4;
+        if (c->part_floats < need)
+            c->part_floats = need;
+        if (c->part_floats < want)
+            c->part_floats = want;
     }
     ALLOC(&c->part_o, c->part_floats * 4, ESA_MEM_DEVICE);
     ALLOC(&c->part_ml, c->part_floats / d->head_dim * 8, ESA_MEM_DEVICE);

@@ -133,8 +133,8 @@ void esa_pipelines_destroy(esa_context *ctx);
  * split into at least (workgroups), the cap on rpi*head_dim/td that bounds registers
  * (reg_dims), the keys a split gives one key lane at most where the partial slots allow it
  * (split_keys: a CPU core's cache of K and V, which every row tile then reads; 0: the
- * workgroup count alone sets the splits), and
- * the most keys one key lane may loop over (lane_keys, 0: no limit). */
+ * workgroup count alone sets the splits), and the most keys one key lane may loop over
+ * (lane_keys, 0: no limit). */
 typedef struct esa_attend_tuning {
     const char *name;
     uint32_t td, rpi, kl, wg, workgroups, reg_dims, split_keys, lane_keys;
