@@ -149,7 +149,7 @@ static void usage(void)
             "  --cold-mib M  weights cycled per point so that runs miss the caches (default 64; 0: hot)\n"
             "  --shapes LIST the shapes to measure, by index (0..%d) separated by commas (default all)\n"
             "  --tuning      override the device profile: wg, mv_wg, mv_rows, mv_split (1 units, 2 blocks),\n"
-            "                mm_bm, mm_bn, mm_tm, mm_tn, mm_split\n",
+            "                mm_bm, mm_bn, mm_tm, mm_tn, mm_split, mm_words (1 32-bit, 2 64-bit)\n",
             N_SHAPES - 1);
 }
 
@@ -164,7 +164,7 @@ static int parse_tuning(char *arg, esag_tuning *t)
                     : !strcmp(key, "mv_rows") ? &t->mv_rows : !strcmp(key, "mm_bm") ? &t->mm_bm
                     : !strcmp(key, "mm_bn") ? &t->mm_bn : !strcmp(key, "mm_tm") ? &t->mm_tm
                     : !strcmp(key, "mm_tn") ? &t->mm_tn : !strcmp(key, "mv_split") ? &t->mv_split
-                    : !strcmp(key, "mm_split") ? &t->mm_split : NULL;
+                    : !strcmp(key, "mm_split") ? &t->mm_split : !strcmp(key, "mm_words") ? &t->mm_words : NULL;
         if (!f)
             return 0;
         *f = v;
@@ -238,8 +238,9 @@ int main(int argc, char **argv)
     esag_kernels_tuning(k, &t, &profile);
     static const char *const split[3] = {"?", "units", "blocks"};
     printf("device: %s, subgroup %u; profile %s\n", di->name, di->subgroup_size, profile);
-    printf("matvec: %u invocations x %u rows, split by %s; matmul: %u x %u tiles of %u x %u, split by %s\n",
-           t.mv_wg, t.mv_rows, split[t.mv_split % 3], t.mm_bm, t.mm_bn, t.mm_tm, t.mm_tn, split[t.mm_split % 3]);
+    printf("matvec: %u invocations x %u rows, split by %s; matmul: %u x %u tiles of %u x %u, split by %s, "
+           "%u-bit shared loads\n", t.mv_wg, t.mv_rows, split[t.mv_split % 3], t.mm_bm, t.mm_bn, t.mm_tm, t.mm_tn,
+           split[t.mm_split % 3], t.mm_words == ESAG_WORDS_64 ? 64 : 32);
     printf("median (fastest) of %u runs after %u warm-up; weights cycled over %u MiB\n", o.runs, o.warmup, o.cold_mib);
     if (o.probe) {
         double gbs = 0.0;

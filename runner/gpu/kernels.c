@@ -9,7 +9,7 @@
 #include <string.h>
 
 /* Kernels with one variant per weight type, and the rest. */
-enum { K_MATVEC, K_MATMUL, K_EMBED, K_TYPED };
+enum { K_MATVEC, K_MATMUL, K_MATMUL64, K_EMBED, K_TYPED };
 enum { K_RMSNORM, K_SILU, K_ADD, K_SCALE, K_PLAIN };
 enum { N_TYPES = 4 };
 
@@ -22,6 +22,7 @@ typedef struct spirv {
 static const spirv TYPED[K_TYPED][N_TYPES] = { /* columns: F32, F16, Q4_1, Q8_0 */
     [K_MATVEC] = {ESAG_SPV(matvec_f32), ESAG_SPV(matvec_f16), ESAG_SPV(matvec_q4_1), ESAG_SPV(matvec_q8_0)},
     [K_MATMUL] = {ESAG_SPV(matmul_f32), ESAG_SPV(matmul_f16), ESAG_SPV(matmul_q4_1), ESAG_SPV(matmul_q8_0)},
+    [K_MATMUL64] = {ESAG_SPV(matmul64_f32), ESAG_SPV(matmul64_f16), ESAG_SPV(matmul64_q4_1), ESAG_SPV(matmul64_q8_0)},
     [K_EMBED] = {ESAG_SPV(embed_f32), ESAG_SPV(embed_f16), ESAG_SPV(embed_q4_1), ESAG_SPV(embed_q8_0)},
 };
 static const spirv PLAIN[K_PLAIN] = {
@@ -34,9 +35,10 @@ static const spirv PLAIN[K_PLAIN] = {
 
 /* Tuning per kind of device; the first whose type matches wins (VK_PHYSICAL_DEVICE_TYPE_MAX_ENUM:
  * any). "cpu" was measured on lavapipe with esa-kernel-bench: there a subgroup loads its lanes'
- * addresses one by one, so fewer, larger loads per invocation (whole blocks, 16 x 16 register
- * tiles) and one-subgroup matvec workgroups (no barrier) won 2-5x over "gpu". "gpu" is the
- * coalesced shape usual on GPUs (ggml-vulkan's tiles), not yet measured here. */
+ * addresses one by one, so fewer, larger loads per invocation (whole blocks, 32 x 32 register
+ * tiles, 64-bit shared elements) and one-subgroup matvec workgroups (no barrier) won 2-5x over
+ * "gpu" (runner/gpu/README.md). "gpu" is the coalesced shape usual on GPUs (ggml-vulkan's
+ * tiles), not yet measured here. Where the device lacks shaderInt64, "cpu" takes 32-bit elements. */
 typedef struct device_profile {
     const char *name;
     VkPhysicalDeviceType type;
@@ -46,10 +48,10 @@ typedef struct device_profile {
 static const device_profile PROFILES[] = {
     {"cpu", VK_PHYSICAL_DEVICE_TYPE_CPU,
      {.wg = 64, .norm_wg = 8, .mv_wg = 8, .mv_rows = 16, .mv_split = ESAG_SPLIT_BLOCKS, .mv_max_tokens = 8,
-      .mm_bm = 128, .mm_bn = 64, .mm_tm = 16, .mm_tn = 16, .mm_split = ESAG_SPLIT_BLOCKS}},
+      .mm_bm = 128, .mm_bn = 128, .mm_tm = 32, .mm_tn = 32, .mm_split = ESAG_SPLIT_BLOCKS, .mm_words = ESAG_WORDS_64}},
     {"gpu", VK_PHYSICAL_DEVICE_TYPE_MAX_ENUM,
      {.wg = 256, .norm_wg = 256, .mv_wg = 64, .mv_rows = 2, .mv_split = ESAG_SPLIT_UNITS, .mv_max_tokens = 4,
-      .mm_bm = 64, .mm_bn = 64, .mm_tm = 4, .mm_tn = 4, .mm_split = ESAG_SPLIT_UNITS}},
+      .mm_bm = 64, .mm_bn = 64, .mm_tm = 4, .mm_tn = 4, .mm_split = ESAG_SPLIT_UNITS, .mm_words = ESAG_WORDS_32}},
 };
 
 struct esag_kernels {
@@ -107,13 +109,18 @@ static esag_status check_tuning(esag_kernels *k)
     if (4ull * t->mv_rows * max_subgroups(k, t->mv_wg) > di->max_shared_memory)
         return esag_fail(rt, ESAG_ERR_ARG, "tuning: mv_rows %u x mv_wg %u exceed the shared memory",
                          t->mv_rows, t->mv_wg);
-    if (t->mm_bm % t->mm_tm || t->mm_bn % t->mm_tn || t->mm_tm * t->mm_tn > 256)
-        return esag_fail(rt, ESAG_ERR_ARG, "tuning: mm_tm, mm_tn must divide mm_bm, mm_bn (and mm_tm * mm_tn <= 256)");
+    /* 64 x 32 accumulators an invocation computed wrong sums on lavapipe (Mesa 22.3), 32 x 32 right */
+    if (t->mm_bm % t->mm_tm || t->mm_bn % t->mm_tn || t->mm_tm * t->mm_tn > 1024)
+        return esag_fail(rt, ESAG_ERR_ARG, "tuning: mm_tm, mm_tn must divide mm_bm, mm_bn (and mm_tm * mm_tn <= 1024)");
     if ((t->mv_split != ESAG_SPLIT_UNITS && t->mv_split != ESAG_SPLIT_BLOCKS) ||
         (t->mm_split != ESAG_SPLIT_UNITS && t->mm_split != ESAG_SPLIT_BLOCKS))
         return esag_fail(rt, ESAG_ERR_ARG, "tuning: mv_split %u, mm_split %u: 1 (units) or 2 (blocks)",
                          t->mv_split, t->mm_split);
-    if (128ull * (t->mm_bm + t->mm_bn) > di->max_shared_memory) /* 8 vec4 per row and token */
+    if (t->mm_words != ESAG_WORDS_32 && t->mm_words != ESAG_WORDS_64)
+        return esag_fail(rt, ESAG_ERR_ARG, "tuning: mm_words %u: 1 (32-bit) or 2 (64-bit)", t->mm_words);
+    if (t->mm_words == ESAG_WORDS_64 && !di->shader_int64)
+        return esag_fail(rt, ESAG_ERR_ARG, "tuning: mm_words 2 needs shaderInt64, which %s lacks", di->name);
+    if (128ull * (t->mm_bm + t->mm_bn) > di->max_shared_memory) /* 128 bytes per row and token */
         return esag_fail(rt, ESAG_ERR_ARG, "tuning: mm_bm + mm_bn = %u needs %u bytes of shared memory (the device has %u)",
                          t->mm_bm + t->mm_bn, 128 * (t->mm_bm + t->mm_bn), di->max_shared_memory);
     if (!pow2(t->mv_wg) || !pow2(t->norm_wg))
@@ -141,6 +148,8 @@ esag_status esag_kernels_create(esag_rt *rt, const esag_tuning *tuning, esag_ker
         }
     k->profile = p->name;
     k->t = p->t;
+    if (k->t.mm_words == ESAG_WORDS_64 && !di->shader_int64)
+        k->t.mm_words = ESAG_WORDS_32;
     if (tuning) {
         uint32_t *dst = (uint32_t *)&k->t;
         const uint32_t *src = (const uint32_t *)tuning;
@@ -186,7 +195,7 @@ static esag_status typed_pipeline(esag_kernels *k, int kernel, int slot, VkPipel
         if (kernel == K_MATVEC) {
             spec[0] = t->mv_wg, spec[1] = t->mv_rows, spec[2] = max_subgroups(k, t->mv_wg);
             spec[3] = t->mv_split == ESAG_SPLIT_BLOCKS, n = 4;
-        } else if (kernel == K_MATMUL) {
+        } else if (kernel == K_MATMUL || kernel == K_MATMUL64) {
             spec[0] = (t->mm_bm / t->mm_tm) * (t->mm_bn / t->mm_tn);
             spec[1] = t->mm_bm, spec[2] = t->mm_bn, spec[3] = t->mm_tm, spec[4] = t->mm_tn;
             spec[5] = t->mm_split == ESAG_SPLIT_BLOCKS, n = 6;
@@ -303,7 +312,7 @@ esag_status esag_cmd_matmul(esag_kernels *k, VkCommandBuffer cb, const esag_matm
             s = esag_fail(rt, ESAG_ERR_LIMIT, "matmul: a %u x %u grid exceeds the device's", gx, gy);
     }
     if (s == ESAG_OK)
-        s = typed_pipeline(k, vec ? K_MATVEC : K_MATMUL, slot, &p);
+        s = typed_pipeline(k, vec ? K_MATVEC : k->t.mm_words == ESAG_WORDS_64 ? K_MATMUL64 : K_MATMUL, slot, &p);
     if (s == ESAG_OK)
         esag_cmd_dispatch(rt, cb, p, &pc, sizeof pc, gx, gy, gz);
     return s;

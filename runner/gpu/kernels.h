@@ -49,6 +49,14 @@ typedef enum esag_split {
                             * subgroup's addresses one lane at a time */
 } esag_split;
 
+/* The matmul's shared-memory element (esag_tuning.mm_words). */
+typedef enum esag_words {
+    ESAG_WORDS_32 = 1, /* a vec4 of 4 consecutive columns */
+    ESAG_WORDS_64 = 2  /* a u64vec4 of two such vec4 (shaderInt64): half the shared loads, each
+                        * twice as wide; on lavapipe, where every load whose address differs
+                        * between lanes is a loop over the lanes, the fewer loads win */
+} esag_words;
+
 typedef struct esag_tuning {
     uint32_t wg;            /* workgroup size of embed, silu_mul, add, scale (1..1024) */
     uint32_t norm_wg;       /* workgroup size of rmsnorm (a power of two) */
@@ -57,9 +65,10 @@ typedef struct esag_tuning {
     uint32_t mv_split;      /* matvec: esag_split */
     uint32_t mv_max_tokens; /* ESAG_MATMUL_AUTO takes the matvec path up to this many tokens */
     uint32_t mm_bm, mm_bn;  /* matmul: rows x tokens per workgroup (multiples of mm_tm, mm_tn) */
-    uint32_t mm_tm, mm_tn;  /* matmul: per invocation (mm_tm * mm_tn <= 256); the workgroup
+    uint32_t mm_tm, mm_tn;  /* matmul: per invocation (mm_tm * mm_tn <= 1024); the workgroup
                              * size is (mm_bm / mm_tm) * (mm_bn / mm_tn) */
     uint32_t mm_split;      /* matmul: esag_split of the dequantization into shared memory */
+    uint32_t mm_words;      /* matmul: esag_words, the width of its shared loads */
 } esag_tuning;
 
 typedef struct esag_kernels esag_kernels;

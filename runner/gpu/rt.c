@@ -196,6 +196,7 @@ static const char *describe(const esag_vk *vk, VkPhysicalDevice pd, uint32_t ind
     VkSubgroupFeatureFlags need = VK_SUBGROUP_FEATURE_BASIC_BIT | VK_SUBGROUP_FEATURE_ARITHMETIC_BIT;
     if (need_ballot)
         need |= VK_SUBGROUP_FEATURE_BALLOT_BIT;
+    info->shader_int64 = f2.features.shaderInt64 == VK_TRUE;
     if (!f12.bufferDeviceAddress)
         return "bufferDeviceAddress is required";
     if (!(sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) || (sg.supportedOperations & need) != need)
@@ -313,9 +314,11 @@ static esag_status create_device(esag_rt *rt)
         .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES,
         .bufferDeviceAddress = VK_TRUE,
     };
+    VkPhysicalDeviceFeatures f10 = {.shaderInt64 = rt->info.shader_int64 ? VK_TRUE : VK_FALSE};
     VkDeviceCreateInfo ci = {
         .sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO,
         .pNext = &f12,
+        .pEnabledFeatures = &f10,
         .queueCreateInfoCount = 1,
         .pQueueCreateInfos = &qi,
     };

@@ -74,6 +74,7 @@ typedef struct esag_device_info {
     uint64_t max_memory_allocation_size;
     uint64_t max_storage_buffer_range;
     int unified_memory;                /* a DEVICE_LOCAL type is also HOST_VISIBLE */
+    int shader_int64;                  /* shaderInt64: enabled on the device when supported */
     float timestamp_period_ns;         /* 0: the queue writes no timestamps */
     uint32_t timestamp_valid_bits;
 } esag_device_info;

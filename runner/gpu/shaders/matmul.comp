@@ -4,12 +4,15 @@
 // GGUF block format (quant.glsl).
 //
 // Per block of 32 columns: the workgroup dequantizes BM rows of it into shared memory once and
-// loads BN tokens of x beside it; then each invocation runs 8 steps of 4 columns, TM x TN dot
-// products of vec4s each. Shared memory holds vec4s of 4 consecutive columns ([8][BM] and
-// [8][BN]), so every shared load and store moves 16 bytes. Each weight is dequantized once per
-// BN tokens and each x value read once per BM rows. Shared: 128 * (BM + BN) bytes (16 KiB
-// for 64 x 64). WHOLE = 1 dequantizes whole blocks per invocation instead of 4-block units (as
-// in matvec.comp: fewer loads, for CPU devices). Tiles past the last row or token compute on
+// loads BN tokens of x beside it; then each invocation runs NK steps, each TM x TN dot products
+// of one shared element per row and token. An element is a vec4 of 4 consecutive columns (NK =
+// 8 of them a block), or with PACK64 (a build variant; shaderInt64) a u64vec4 holding the two
+// vec4 of a quant.glsl unit, columns 4k.. and 16 + 4k.. (NK = 4): half as many shared loads of
+// twice the width, which is what counts on lavapipe, where a load whose address differs between
+// lanes is a loop over the lanes. Shared: 128 * (BM + BN) bytes either way (16 KiB for 64 x
+// 64). Each weight is dequantized once per BN tokens and each x value read once per BM rows.
+// WHOLE = 1 dequantizes whole blocks per invocation instead of 4-block units (as in
+// matvec.comp: fewer loads, for CPU devices). Tiles past the last row or token compute on
 // clamped (repeated) inputs and are not written.
 // Constraints (host-checked): BM % TM == 0, BN % TN == 0, WG = (BM / TM) * (BN / TN).
 #include "common.glsl"
@@ -30,8 +33,27 @@ layout(push_constant) uniform PC {
     uint T, accumulate, groups_x, pad;
 } pc;
 
-shared vec4 ws[8u * BM]; // [k4][BM]: dequantized weights, columns 4 k4 .. 4 k4 + 3
-shared vec4 xs[8u * BN]; // [k4][BN]: x
+#ifdef PACK64
+#extension GL_EXT_shader_explicit_arithmetic_types_int64 : require
+#define NK 4u
+#define Elem u64vec4
+Elem pack_unit(vec4 lo, vec4 hi)
+{
+    return u64vec4(packUint2x32(floatBitsToUint(lo.xy)), packUint2x32(floatBitsToUint(lo.zw)),
+                   packUint2x32(floatBitsToUint(hi.xy)), packUint2x32(floatBitsToUint(hi.zw)));
+}
+void unpack_unit(Elem e, out vec4 lo, out vec4 hi)
+{
+    lo = vec4(uintBitsToFloat(unpackUint2x32(e.x)), uintBitsToFloat(unpackUint2x32(e.y)));
+    hi = vec4(uintBitsToFloat(unpackUint2x32(e.z)), uintBitsToFloat(unpackUint2x32(e.w)));
+}
+#else
+#define NK 8u
+#define Elem vec4
+#endif
+
+shared Elem ws[NK * BM]; // [k][BM]: dequantized weights, element k of each row
+shared Elem xs[NK * BN]; // [k][BN]: x, likewise
 
 void main()
 {
@@ -49,8 +71,13 @@ void main()
                 vec4 q[8];
                 float d, m;
                 load_block(pc.w, min(row0 + r, pc.rows - 1u) * pc.nb + b, q, d, m);
+#ifdef PACK64
+                for (uint k = 0u; k < 4u; k++)
+                    ws[k * BM + r] = pack_unit(d * q[k] + m, d * q[k + 4u] + m);
+#else
                 for (uint k4 = 0u; k4 < 8u; k4++)
                     ws[k4 * BM + r] = d * q[k4] + m;
+#endif
             }
         } else {
             for (uint e = lid; e < BM * 4u; e += gl_WorkGroupSize.x) {
@@ -58,25 +85,45 @@ void main()
                 vec4 lo, hi;
                 float d, m;
                 load_unit(pc.w, min(row0 + r, pc.rows - 1u) * pc.nb + b, u, lo, hi, d, m);
+#ifdef PACK64
+                ws[u * BM + r] = pack_unit(d * lo + m, d * hi + m);
+#else
                 ws[u * BM + r] = d * lo + m;        // columns 4u .. 4u + 3
                 ws[(4u + u) * BM + r] = d * hi + m; // columns 16 + 4u ..
+#endif
             }
         }
-        for (uint e = lid; e < BN * 8u; e += gl_WorkGroupSize.x) {
-            uint tt = e >> 3u, k4 = e & 7u;
-            uint tok = min(tok0 + tt, pc.T - 1u);
-            xs[k4 * BN + tt] = pc.x.v[tok * xstride + b * 8u + k4];
+        for (uint e = lid; e < BN * NK; e += gl_WorkGroupSize.x) {
+            uint tt = e / NK, k = e % NK;
+            uint o = min(tok0 + tt, pc.T - 1u) * xstride + b * 8u + k;
+#ifdef PACK64
+            xs[k * BN + tt] = pack_unit(pc.x.v[o], pc.x.v[o + 4u]);
+#else
+            xs[k * BN + tt] = pc.x.v[o];
+#endif
         }
         barrier();
-        for (uint k4 = 0u; k4 < 8u; k4++) {
+        for (uint k = 0u; k < NK; k++) {
+#ifdef PACK64
+            vec4 a[TM], ah[TM];
+            for (uint i = 0u; i < TM; i++)
+                unpack_unit(ws[k * BM + tr * TM + i], a[i], ah[i]);
+            for (uint j = 0u; j < TN; j++) {
+                vec4 bx, bh;
+                unpack_unit(xs[k * BN + tc * TN + j], bx, bh);
+                for (uint i = 0u; i < TM; i++)
+                    acc[j][i] += dot(a[i], bx) + dot(ah[i], bh);
+            }
+#else
             vec4 a[TM];
             for (uint i = 0u; i < TM; i++)
-                a[i] = ws[k4 * BM + tr * TM + i];
+                a[i] = ws[k * BM + tr * TM + i];
             for (uint j = 0u; j < TN; j++) {
-                vec4 bx = xs[k4 * BN + tc * TN + j];
+                vec4 bx = xs[k * BN + tc * TN + j];
                 for (uint i = 0u; i < TM; i++)
                     acc[j][i] += dot(a[i], bx);
             }
+#endif
         }
         barrier();
     }

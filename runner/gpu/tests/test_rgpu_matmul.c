@@ -5,7 +5,8 @@
  * by random x on both paths (matvec and tiled): the SmolLM2 shapes (576 and 1536 columns, the
  * 49152-row output head), T = 1, 5 and 512, shapes that are no multiple of the tiles, padded
  * leading dimensions and accumulation into y. Again with other tilings, one subgroup a
- * workgroup among them. The reference multiplies the dequantized weights in double. */
+ * workgroup among them, with 32- and 64-bit shared elements (where the device has shaderInt64).
+ * The reference multiplies the dequantized weights in double. */
 #include "rgpu_harness.h"
 
 #define TOL 2e-5
@@ -97,18 +98,31 @@ int main(void)
     esag_kernels_destroy(k);
     /* every kernel shape whatever the device profile: matvec split by units and by blocks, in
      * one subgroup and in several (on lavapipe: 8 lanes), matmul dequantizing by units and by
-     * blocks, small and large register tiles */
+     * blocks, small and large register tiles, 32- and 64-bit shared elements */
     static const struct { const char *name; esag_tuning t; } other[] = {
-        {"mv 8x1 units, mm 16x16/4x4 units",
-         {.mv_wg = 8, .mv_rows = 1, .mv_split = 1, .mm_bm = 16, .mm_bn = 16, .mm_tm = 4, .mm_tn = 4, .mm_split = 1}},
-        {"mv 128x7 blocks, mm 32x16/8x3 blocks",
-         {.mv_wg = 128, .mv_rows = 7, .mv_split = 2, .mm_bm = 32, .mm_bn = 18, .mm_tm = 8, .mm_tn = 3, .mm_split = 2}},
-        {"mv 64x2 units, mm 64x64/4x4 units (gpu)",
-         {.mv_wg = 64, .mv_rows = 2, .mv_split = 1, .mm_bm = 64, .mm_bn = 64, .mm_tm = 4, .mm_tn = 4, .mm_split = 1}},
-        {"mv 8x16 blocks, mm 128x64/16x16 blocks (cpu)",
-         {.mv_wg = 8, .mv_rows = 16, .mv_split = 2, .mm_bm = 128, .mm_bn = 64, .mm_tm = 16, .mm_tn = 16, .mm_split = 2}},
+        {"mv 8x1 units, mm 16x16/4x4 units 64-bit",
+         {.mv_wg = 8, .mv_rows = 1, .mv_split = 1, .mm_bm = 16, .mm_bn = 16, .mm_tm = 4, .mm_tn = 4, .mm_split = 1,
+          .mm_words = 2}},
+        {"mv 128x7 blocks, mm 32x16/8x3 blocks 32-bit",
+         {.mv_wg = 128, .mv_rows = 7, .mv_split = 2, .mm_bm = 32, .mm_bn = 18, .mm_tm = 8, .mm_tn = 3, .mm_split = 2,
+          .mm_words = 1}},
+        {"mv 64x2 units, mm 64x64/4x4 units 32-bit (gpu)",
+         {.mv_wg = 64, .mv_rows = 2, .mv_split = 1, .mm_bm = 64, .mm_bn = 64, .mm_tm = 4, .mm_tn = 4, .mm_split = 1,
+          .mm_words = 1}},
+        {"mv 8x16 blocks, mm 128x64/16x16 blocks 32-bit",
+         {.mv_wg = 8, .mv_rows = 16, .mv_split = 2, .mm_bm = 128, .mm_bn = 64, .mm_tm = 16, .mm_tn = 16, .mm_split = 2,
+          .mm_words = 1}},
+        {"mm 128x128/32x32 blocks 64-bit (cpu)",
+         {.mv_wg = 8, .mv_rows = 16, .mv_split = 2, .mm_bm = 128, .mm_bn = 128, .mm_tm = 32, .mm_tn = 32, .mm_split = 2,
+          .mm_words = 2}},
+        {"mm 48x40/12x10 units 64-bit",
+         {.mm_bm = 48, .mm_bn = 40, .mm_tm = 12, .mm_tn = 10, .mm_split = 1, .mm_words = 2}},
     };
     for (size_t t = 0; t < sizeof other / sizeof other[0]; t++) {
+        if (other[t].t.mm_words == ESAG_WORDS_64 && !esag_rt_device_info(rt)->shader_int64) {
+            fprintf(stderr, "  %s: the device lacks shaderInt64, not tested\n", other[t].name);
+            continue;
+        }
         k = rg_kernels(rt, &other[t].t);
         for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++)
             run_case(rt, k, &odd[i], other[t].name);

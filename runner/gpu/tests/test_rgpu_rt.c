@@ -131,6 +131,19 @@ static void test_checks(esag_rt *rt, esag_kernels *k)
     t = (esag_tuning){.mm_bm = 1024, .mm_bn = 16, .mm_tm = 64, .mm_tn = 4}; /* 133 KiB */
     EXPECT(esag_kernels_create(rt, &t, &k2) == ESAG_ERR_ARG && strstr(esag_rt_last_error(rt), "shared memory"),
            "1024 x 16 tiles: %s", esag_rt_last_error(rt));
+    t = (esag_tuning){.mm_bm = 128, .mm_bn = 128, .mm_tm = 64, .mm_tn = 32};
+    EXPECT(esag_kernels_create(rt, &t, &k2) == ESAG_ERR_ARG && strstr(esag_rt_last_error(rt), "1024"),
+           "64 x 32 register tiles: %s", esag_rt_last_error(rt));
+    t = (esag_tuning){.mm_words = 3};
+    EXPECT(esag_kernels_create(rt, &t, &k2) == ESAG_ERR_ARG && strstr(esag_rt_last_error(rt), "mm_words"),
+           "mm_words 3: %s", esag_rt_last_error(rt));
+    t = (esag_tuning){.mm_words = ESAG_WORDS_64};
+    if (esag_rt_device_info(rt)->shader_int64) {
+        EXPECT_ST(esag_kernels_create(rt, &t, &k2));
+    } else {
+        EXPECT(esag_kernels_create(rt, &t, &k2) == ESAG_ERR_ARG && strstr(esag_rt_last_error(rt), "shaderInt64"),
+               "mm_words 2 without shaderInt64: %s", esag_rt_last_error(rt));
+    }
     esag_kernels_destroy(k2);
     uint32_t code[4] = {0};
     VkPipeline p;
