@@ -33,23 +33,29 @@ static const spirv PLAIN[K_PLAIN] = {
 };
 #undef ESAG_SPV
 
-/* Tuning per kind of device; the first whose type matches wins (VK_PHYSICAL_DEVICE_TYPE_MAX_ENUM:
- * any). "cpu" was measured on lavapipe with esa-kernel-bench: there a subgroup loads its lanes'
- * addresses one by one, so fewer, larger loads per invocation (whole blocks, 32 x 32 register
- * tiles, 64-bit shared elements) and one-subgroup matvec workgroups (no barrier) won 2-5x over
- * "gpu" (runner/gpu/README.md). "gpu" is the coalesced shape usual on GPUs (ggml-vulkan's
- * tiles), not yet measured here. Where the device lacks shaderInt64, "cpu" takes 32-bit elements. */
+/* Tuning per kind of device; the first whose type matches (VK_PHYSICAL_DEVICE_TYPE_MAX_ENUM:
+ * any) and whose needs the device meets wins. "cpu" was measured on lavapipe with
+ * esa-kernel-bench (runner/gpu/README.md): there a subgroup loads its lanes' addresses one by
+ * one, so fewer, larger loads per invocation (whole blocks, 16 x 16 register tiles) and
+ * one-subgroup matvec workgroups (no barrier) won 2-5x over "gpu"; then 64-bit shared elements
+ * with 32 x 32 tiles another 1.2-2x (the row for devices without shaderInt64 keeps the shape
+ * measured before them). "gpu" is the coalesced shape usual on GPUs (ggml-vulkan's tiles), not
+ * yet measured here. */
 typedef struct device_profile {
     const char *name;
     VkPhysicalDeviceType type;
+    int needs_int64; /* the row applies only where shaderInt64 is */
     esag_tuning t;
 } device_profile;
 
 static const device_profile PROFILES[] = {
-    {"cpu", VK_PHYSICAL_DEVICE_TYPE_CPU,
+    {"cpu", VK_PHYSICAL_DEVICE_TYPE_CPU, 1,
      {.wg = 64, .norm_wg = 8, .mv_wg = 8, .mv_rows = 16, .mv_split = ESAG_SPLIT_BLOCKS, .mv_max_tokens = 8,
       .mm_bm = 128, .mm_bn = 128, .mm_tm = 32, .mm_tn = 32, .mm_split = ESAG_SPLIT_BLOCKS, .mm_words = ESAG_WORDS_64}},
-    {"gpu", VK_PHYSICAL_DEVICE_TYPE_MAX_ENUM,
+    {"cpu", VK_PHYSICAL_DEVICE_TYPE_CPU, 0,
+     {.wg = 64, .norm_wg = 8, .mv_wg = 8, .mv_rows = 16, .mv_split = ESAG_SPLIT_BLOCKS, .mv_max_tokens = 8,
+      .mm_bm = 128, .mm_bn = 64, .mm_tm = 16, .mm_tn = 16, .mm_split = ESAG_SPLIT_BLOCKS, .mm_words = ESAG_WORDS_32}},
+    {"gpu", VK_PHYSICAL_DEVICE_TYPE_MAX_ENUM, 0,
      {.wg = 256, .norm_wg = 256, .mv_wg = 64, .mv_rows = 2, .mv_split = ESAG_SPLIT_UNITS, .mv_max_tokens = 4,
       .mm_bm = 64, .mm_bn = 64, .mm_tm = 4, .mm_tn = 4, .mm_split = ESAG_SPLIT_UNITS, .mm_words = ESAG_WORDS_32}},
 };
@@ -109,9 +115,10 @@ static esag_status check_tuning(esag_kernels *k)
     if (4ull * t->mv_rows * max_subgroups(k, t->mv_wg) > di->max_shared_memory)
         return esag_fail(rt, ESAG_ERR_ARG, "tuning: mv_rows %u x mv_wg %u exceed the shared memory",
                          t->mv_rows, t->mv_wg);
-    /* 64 x 32 accumulators an invocation computed wrong sums on lavapipe (Mesa 22.3), 32 x 32 right */
-    if (t->mm_bm % t->mm_tm || t->mm_bn % t->mm_tn || t->mm_tm * t->mm_tn > 1024)
-        return esag_fail(rt, ESAG_ERR_ARG, "tuning: mm_tm, mm_tn must divide mm_bm, mm_bn (and mm_tm * mm_tn <= 1024)");
+    /* A bound found, not derived: 64 x 32 register tiles computed wrong sums on lavapipe (Mesa
+     * 22.3), 32 x 32 right (test_rgpu_matmul runs that corner) */
+    if (t->mm_tm > 32 || t->mm_tn > 32 || t->mm_bm % t->mm_tm || t->mm_bn % t->mm_tn)
+        return esag_fail(rt, ESAG_ERR_ARG, "tuning: mm_tm, mm_tn must be 1..32 and divide mm_bm, mm_bn");
     if ((t->mv_split != ESAG_SPLIT_UNITS && t->mv_split != ESAG_SPLIT_BLOCKS) ||
         (t->mm_split != ESAG_SPLIT_UNITS && t->mm_split != ESAG_SPLIT_BLOCKS))
         return esag_fail(rt, ESAG_ERR_ARG, "tuning: mv_split %u, mm_split %u: 1 (units) or 2 (blocks)",
@@ -120,9 +127,10 @@ static esag_status check_tuning(esag_kernels *k)
         return esag_fail(rt, ESAG_ERR_ARG, "tuning: mm_words %u: 1 (32-bit) or 2 (64-bit)", t->mm_words);
     if (t->mm_words == ESAG_WORDS_64 && !di->shader_int64)
         return esag_fail(rt, ESAG_ERR_ARG, "tuning: mm_words 2 needs shaderInt64, which %s lacks", di->name);
-    if (128ull * (t->mm_bm + t->mm_bn) > di->max_shared_memory) /* 128 bytes per row and token */
-        return esag_fail(rt, ESAG_ERR_ARG, "tuning: mm_bm + mm_bn = %u needs %u bytes of shared memory (the device has %u)",
-                         t->mm_bm + t->mm_bn, 128 * (t->mm_bm + t->mm_bn), di->max_shared_memory);
+    uint64_t mm_shared = 128ull * ((uint64_t)t->mm_bm + t->mm_bn); /* 128 bytes per row and token */
+    if (mm_shared > di->max_shared_memory)
+        return esag_fail(rt, ESAG_ERR_ARG, "tuning: mm_bm %u + mm_bn %u need %llu bytes of shared memory (the device has %u)",
+                         t->mm_bm, t->mm_bn, (unsigned long long)mm_shared, di->max_shared_memory);
     if (!pow2(t->mv_wg) || !pow2(t->norm_wg))
         return esag_fail(rt, ESAG_ERR_ARG, "tuning: mv_wg and norm_wg must be powers of two");
     return ESAG_OK;
@@ -142,14 +150,13 @@ esag_status esag_kernels_create(esag_rt *rt, const esag_tuning *tuning, esag_ker
     size_t np = sizeof PROFILES / sizeof PROFILES[0];
     const device_profile *p = &PROFILES[np - 1];
     for (size_t i = 0; i < np; i++)
-        if (PROFILES[i].type == di->type || PROFILES[i].type == VK_PHYSICAL_DEVICE_TYPE_MAX_ENUM) {
+        if ((PROFILES[i].type == di->type || PROFILES[i].type == VK_PHYSICAL_DEVICE_TYPE_MAX_ENUM) &&
+            (!PROFILES[i].needs_int64 || di->shader_int64)) {
             p = &PROFILES[i];
             break;
         }
     k->profile = p->name;
     k->t = p->t;
-    if (k->t.mm_words == ESAG_WORDS_64 && !di->shader_int64)
-        k->t.mm_words = ESAG_WORDS_32;
     if (tuning) {
         uint32_t *dst = (uint32_t *)&k->t;
         const uint32_t *src = (const uint32_t *)tuning;

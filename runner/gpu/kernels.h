@@ -65,7 +65,7 @@ typedef struct esag_tuning {
     uint32_t mv_split;      /* matvec: esag_split */
     uint32_t mv_max_tokens; /* ESAG_MATMUL_AUTO takes the matvec path up to this many tokens */
     uint32_t mm_bm, mm_bn;  /* matmul: rows x tokens per workgroup (multiples of mm_tm, mm_tn) */
-    uint32_t mm_tm, mm_tn;  /* matmul: per invocation (mm_tm * mm_tn <= 1024); the workgroup
+    uint32_t mm_tm, mm_tn;  /* matmul: per invocation (each 1..32); the workgroup
                              * size is (mm_bm / mm_tm) * (mm_bn / mm_tn) */
     uint32_t mm_split;      /* matmul: esag_split of the dequantization into shared memory */
     uint32_t mm_words;      /* matmul: esag_words, the width of its shared loads */

@@ -35,6 +35,7 @@ layout(push_constant) uniform PC {
 
 #ifdef PACK64
 #extension GL_EXT_shader_explicit_arithmetic_types_int64 : require
+const bool PACKED = true;
 #define NK 4u
 #define Elem u64vec4
 Elem pack_unit(vec4 lo, vec4 hi)
@@ -48,8 +49,14 @@ void unpack_unit(Elem e, out vec4 lo, out vec4 hi)
     hi = vec4(uintBitsToFloat(unpackUint2x32(e.z)), uintBitsToFloat(unpackUint2x32(e.w)));
 }
 #else
+const bool PACKED = false;
 #define NK 8u
 #define Elem vec4
+void unpack_unit(Elem e, out vec4 lo, out vec4 hi) // one vec4: hi is not used
+{
+    lo = e;
+    hi = vec4(0.0);
+}
 #endif
 
 shared Elem ws[NK * BM]; // [k][BM]: dequantized weights, element k of each row
@@ -104,7 +111,6 @@ void main()
         }
         barrier();
         for (uint k = 0u; k < NK; k++) {
-#ifdef PACK64
             vec4 a[TM], ah[TM];
             for (uint i = 0u; i < TM; i++)
                 unpack_unit(ws[k * BM + tr * TM + i], a[i], ah[i]);
@@ -112,18 +118,8 @@ void main()
                 vec4 bx, bh;
                 unpack_unit(xs[k * BN + tc * TN + j], bx, bh);
                 for (uint i = 0u; i < TM; i++)
-                    acc[j][i] += dot(a[i], bx) + dot(ah[i], bh);
+                    acc[j][i] += PACKED ? dot(a[i], bx) + dot(ah[i], bh) : dot(a[i], bx);
             }
-#else
-            vec4 a[TM];
-            for (uint i = 0u; i < TM; i++)
-                a[i] = ws[k * BM + tr * TM + i];
-            for (uint j = 0u; j < TN; j++) {
-                vec4 bx = xs[k * BN + tc * TN + j];
-                for (uint i = 0u; i < TM; i++)
-                    acc[j][i] += dot(a[i], bx);
-            }
-#endif
         }
         barrier();
     }

@@ -100,9 +100,9 @@ int main(void)
      * one subgroup and in several (on lavapipe: 8 lanes), matmul dequantizing by units and by
      * blocks, small and large register tiles, 32- and 64-bit shared elements */
     static const struct { const char *name; esag_tuning t; } other[] = {
-        {"mv 8x1 units, mm 16x16/4x4 units 64-bit",
+        {"mv 8x1 units, mm 16x16/4x4 units 32-bit",
          {.mv_wg = 8, .mv_rows = 1, .mv_split = 1, .mm_bm = 16, .mm_bn = 16, .mm_tm = 4, .mm_tn = 4, .mm_split = 1,
-          .mm_words = 2}},
+          .mm_words = 1}},
         {"mv 128x7 blocks, mm 32x16/8x3 blocks 32-bit",
          {.mv_wg = 128, .mv_rows = 7, .mv_split = 2, .mm_bm = 32, .mm_bn = 18, .mm_tm = 8, .mm_tn = 3, .mm_split = 2,
           .mm_words = 1}},
@@ -115,6 +115,8 @@ int main(void)
         {"mm 128x128/32x32 blocks 64-bit (cpu)",
          {.mv_wg = 8, .mv_rows = 16, .mv_split = 2, .mm_bm = 128, .mm_bn = 128, .mm_tm = 32, .mm_tn = 32, .mm_split = 2,
           .mm_words = 2}},
+        {"mm 128x128/32x32 blocks 32-bit", /* the largest register tile accepted */
+         {.mm_bm = 128, .mm_bn = 128, .mm_tm = 32, .mm_tn = 32, .mm_split = 2, .mm_words = 1}},
         {"mm 48x40/12x10 units 64-bit",
          {.mm_bm = 48, .mm_bn = 40, .mm_tm = 12, .mm_tn = 10, .mm_split = 1, .mm_words = 2}},
     };

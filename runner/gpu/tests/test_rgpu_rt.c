@@ -128,12 +128,17 @@ static void test_checks(esag_rt *rt, esag_kernels *k)
     esag_kernels *k2 = NULL;
     esag_tuning t = {.mm_bm = 64, .mm_tm = 6};
     EXPECT(esag_kernels_create(rt, &t, &k2) == ESAG_ERR_ARG && !k2, "mm_tm 6: %s", esag_rt_last_error(rt));
-    t = (esag_tuning){.mm_bm = 1024, .mm_bn = 16, .mm_tm = 64, .mm_tn = 4}; /* 133 KiB */
+    t = (esag_tuning){.mm_bm = 1024, .mm_bn = 16, .mm_tm = 32, .mm_tn = 4}; /* 133 KiB */
     EXPECT(esag_kernels_create(rt, &t, &k2) == ESAG_ERR_ARG && strstr(esag_rt_last_error(rt), "shared memory"),
            "1024 x 16 tiles: %s", esag_rt_last_error(rt));
-    t = (esag_tuning){.mm_bm = 128, .mm_bn = 128, .mm_tm = 64, .mm_tn = 32};
-    EXPECT(esag_kernels_create(rt, &t, &k2) == ESAG_ERR_ARG && strstr(esag_rt_last_error(rt), "1024"),
-           "64 x 32 register tiles: %s", esag_rt_last_error(rt));
+    t = (esag_tuning){.mm_bm = 128, .mm_bn = 128, .mm_tm = 64, .mm_tn = 16};
+    EXPECT(esag_kernels_create(rt, &t, &k2) == ESAG_ERR_ARG && strstr(esag_rt_last_error(rt), "1..32"),
+           "64 x 16 register tiles: %s", esag_rt_last_error(rt));
+    /* (2^26 + 1)(2^32 - 2^26 + 1) = 1 mod 2^32: a workgroup of 1 in 32-bit arithmetic, and
+     * mm_bm + mm_bn = 2 there */
+    t = (esag_tuning){.mm_bm = 67108865u, .mm_bn = 4227858433u, .mm_tm = 1, .mm_tn = 1};
+    EXPECT(esag_kernels_create(rt, &t, &k2) == ESAG_ERR_ARG && strstr(esag_rt_last_error(rt), "shared memory"),
+           "tiles whose sizes wrap 32 bits: %s", esag_rt_last_error(rt));
     t = (esag_tuning){.mm_words = 3};
     EXPECT(esag_kernels_create(rt, &t, &k2) == ESAG_ERR_ARG && strstr(esag_rt_last_error(rt), "mm_words"),
            "mm_words 3: %s", esag_rt_last_error(rt));
@@ -286,8 +291,8 @@ int main(void)
     const char *profile;
     esag_tuning t;
     esag_kernels_tuning(k, &t, &profile);
-    fprintf(stderr, "profile %s: matvec %u x %u rows, matmul %u x %u tiles of %u x %u\n", profile, t.mv_wg,
-            t.mv_rows, t.mm_bm, t.mm_bn, t.mm_tm, t.mm_tn);
+    fprintf(stderr, "profile %s: matvec %u x %u rows, matmul %u x %u tiles of %u x %u, %u-bit shared elements\n",
+            profile, t.mv_wg, t.mv_rows, t.mm_bm, t.mm_bn, t.mm_tm, t.mm_tn, t.mm_words == ESAG_WORDS_64 ? 64 : 32);
     test_checks(rt, k);
     test_timestamps(rt, k);
     test_attention_layer(rt, k);
