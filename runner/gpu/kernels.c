@@ -48,17 +48,20 @@ typedef struct device_profile {
     esag_tuning t;
 } device_profile;
 
+/* the "cpu" rows differ in the matmul only */
+#define CPU_REST .wg = 64, .norm_wg = 8, .mv_wg = 8, .mv_rows = 16, .mv_split = ESAG_SPLIT_BLOCKS, .mv_max_tokens = 8
 static const device_profile PROFILES[] = {
     {"cpu", VK_PHYSICAL_DEVICE_TYPE_CPU, 1,
-     {.wg = 64, .norm_wg = 8, .mv_wg = 8, .mv_rows = 16, .mv_split = ESAG_SPLIT_BLOCKS, .mv_max_tokens = 8,
-      .mm_bm = 128, .mm_bn = 128, .mm_tm = 32, .mm_tn = 32, .mm_split = ESAG_SPLIT_BLOCKS, .mm_words = ESAG_WORDS_64}},
+     {CPU_REST, .mm_bm = 128, .mm_bn = 128, .mm_tm = 32, .mm_tn = 32, .mm_split = ESAG_SPLIT_BLOCKS,
+      .mm_words = ESAG_WORDS_64}},
     {"cpu", VK_PHYSICAL_DEVICE_TYPE_CPU, 0,
-     {.wg = 64, .norm_wg = 8, .mv_wg = 8, .mv_rows = 16, .mv_split = ESAG_SPLIT_BLOCKS, .mv_max_tokens = 8,
-      .mm_bm = 128, .mm_bn = 64, .mm_tm = 16, .mm_tn = 16, .mm_split = ESAG_SPLIT_BLOCKS, .mm_words = ESAG_WORDS_32}},
+     {CPU_REST, .mm_bm = 128, .mm_bn = 64, .mm_tm = 16, .mm_tn = 16, .mm_split = ESAG_SPLIT_BLOCKS,
+      .mm_words = ESAG_WORDS_32}},
     {"gpu", VK_PHYSICAL_DEVICE_TYPE_MAX_ENUM, 0,
      {.wg = 256, .norm_wg = 256, .mv_wg = 64, .mv_rows = 2, .mv_split = ESAG_SPLIT_UNITS, .mv_max_tokens = 4,
       .mm_bm = 64, .mm_bn = 64, .mm_tm = 4, .mm_tn = 4, .mm_split = ESAG_SPLIT_UNITS, .mm_words = ESAG_WORDS_32}},
 };
+#undef CPU_REST
 
 struct esag_kernels {
     esag_rt *rt;

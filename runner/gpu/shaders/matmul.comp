@@ -48,6 +48,9 @@ void unpack_unit(Elem e, out vec4 lo, out vec4 hi)
     lo = vec4(uintBitsToFloat(unpackUint2x32(e.x)), uintBitsToFloat(unpackUint2x32(e.y)));
     hi = vec4(uintBitsToFloat(unpackUint2x32(e.z)), uintBitsToFloat(unpackUint2x32(e.w)));
 }
+// Unit u (columns 4u.. as lo, 16 + 4u.. as hi) of entry i of a shared array of n entries per
+// element index (a macro: GLSL passes no shared array to a function).
+#define STORE_UNIT(arr, n, u, i, lo, hi) arr[(u) * (n) + (i)] = pack_unit(lo, hi)
 #else
 const bool PACKED = false;
 #define NK 8u
@@ -57,6 +60,11 @@ void unpack_unit(Elem e, out vec4 lo, out vec4 hi) // one vec4: hi is not used
     lo = e;
     hi = vec4(0.0);
 }
+#define STORE_UNIT(arr, n, u, i, lo, hi) \
+    {                                   \
+        arr[(u) * (n) + (i)] = lo;      \
+        arr[(4u + (u)) * (n) + (i)] = hi; \
+    }
 #endif
 
 shared Elem ws[NK * BM]; // [k][BM]: dequantized weights, element k of each row
@@ -78,13 +86,8 @@ void main()
                 vec4 q[8];
                 float d, m;
                 load_block(pc.w, min(row0 + r, pc.rows - 1u) * pc.nb + b, q, d, m);
-#ifdef PACK64
-                for (uint k = 0u; k < 4u; k++)
-                    ws[k * BM + r] = pack_unit(d * q[k] + m, d * q[k + 4u] + m);
-#else
-                for (uint k4 = 0u; k4 < 8u; k4++)
-                    ws[k4 * BM + r] = d * q[k4] + m;
-#endif
+                for (uint u = 0u; u < 4u; u++)
+                    STORE_UNIT(ws, BM, u, r, d * q[u] + m, d * q[u + 4u] + m);
             }
         } else {
             for (uint e = lid; e < BM * 4u; e += gl_WorkGroupSize.x) {
@@ -92,22 +95,13 @@ void main()
                 vec4 lo, hi;
                 float d, m;
                 load_unit(pc.w, min(row0 + r, pc.rows - 1u) * pc.nb + b, u, lo, hi, d, m);
-#ifdef PACK64
-                ws[u * BM + r] = pack_unit(d * lo + m, d * hi + m);
-#else
-                ws[u * BM + r] = d * lo + m;        // columns 4u .. 4u + 3
-                ws[(4u + u) * BM + r] = d * hi + m; // columns 16 + 4u ..
-#endif
+                STORE_UNIT(ws, BM, u, r, d * lo + m, d * hi + m);
             }
         }
-        for (uint e = lid; e < BN * NK; e += gl_WorkGroupSize.x) {
-            uint tt = e / NK, k = e % NK;
-            uint o = min(tok0 + tt, pc.T - 1u) * xstride + b * 8u + k;
-#ifdef PACK64
-            xs[k * BN + tt] = pack_unit(pc.x.v[o], pc.x.v[o + 4u]);
-#else
-            xs[k * BN + tt] = pc.x.v[o];
-#endif
+        for (uint e = lid; e < BN * 4u; e += gl_WorkGroupSize.x) {
+            uint tt = e >> 2u, u = e & 3u;
+            uint o = min(tok0 + tt, pc.T - 1u) * xstride + b * 8u + u;
+            STORE_UNIT(xs, BN, u, tt, pc.x.v[o], pc.x.v[o + 4u]);
         }
         barrier();
         for (uint k = 0u; k < NK; k++) {
