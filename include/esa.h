@@ -497,8 +497,18 @@ typedef struct esa_external_device_desc {
     VkQueue queue;                     /* used only by the simple entry points and setup copies */
     uint32_t queue_family;             /* a family with VK_QUEUE_COMPUTE_BIT */
     esa_tuning tuning;                 /* default ESA_TUNING_AUTO */
-    uint32_t reserved[7];              /* must be zero */
+    uint32_t features;                 /* ESA_FEATURE_* bits: optional features the caller
+                                        * enabled on device, which the library may use (0: none) */
+    uint32_t reserved[6];              /* must be zero */
 } esa_external_device_desc;
+
+/* Optional device features (esa_external_device_desc.features). A context on its own device
+ * enables each one the device supports. */
+enum {
+    /* VkPhysicalDeviceFeatures::shaderInt64: CPU-tuned contexts read keys and values in 64-bit
+     * words (half the loads on lavapipe; the same results) */
+    ESA_FEATURE_SHADER_INT64 = 1u
+};
 
 /* Adopt the caller's instance and device: the context creates only its own pipelines, command
  * pool and buffers there, and destroys only those. Host memory through the default allocator. */

@@ -36,6 +36,9 @@
 #extension GL_EXT_control_flow_attributes : require
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_shuffle : require
+#ifdef LOAD64
+#extension GL_EXT_shader_explicit_arithmetic_types_int64 : require
+#endif
 #include "common.glsl"
 #include "pages.glsl"
 #include "rope.glsl"
@@ -49,7 +52,24 @@ layout(constant_id = 5) const uint TD = 1;    // lanes per row: 1 or 8
 layout(constant_id = 6) const uint RPI = 1;   // rows per lane (TD 1) or per cluster (TD 8)
 layout(constant_id = 7) const uint KL = 1;    // key lanes: clusters with their own keys
 
+// Key and value words, and page addresses. A CPU driver (lavapipe) loads a lane-varying
+// buffer access lane by lane, one loop per component: the LOAD64 build (attend64, where the
+// device has shaderInt64) reads them as 64-bit components, half the loops (esa-bench: prefill
+// attention 1.2x faster on lavapipe). The same bits either way.
+#ifdef LOAD64
+layout(buffer_reference, std430, buffer_reference_align = 16) buffer U64V2Buf { u64vec2 v[]; };
+layout(buffer_reference, std430, buffer_reference_align = 8) buffer U64Buf { uint64_t v[]; };
+uvec4 load_words4(uvec2 a, uint i)
+{
+    u64vec2 w = U64V2Buf(a).v[i];
+    return uvec4(unpack32(w.x), unpack32(w.y));
+}
+uvec2 load_words2(uvec2 a, uint i) { return unpack32(U64Buf(a).v[i]); }
+#else
 layout(buffer_reference, std430, buffer_reference_align = 16) buffer UV4Buf { uvec4 v[]; };
+uvec4 load_words4(uvec2 a, uint i) { return UV4Buf(a).v[i]; }
+uvec2 load_words2(uvec2 a, uint i) { return UV2Buf(a).v[i]; }
+#endif
 
 layout(push_constant) uniform PC {
     F32Buf q; UV2Buf pages; uvec2 rows; U32Buf list; F32Buf part_o; V2Buf part_ml; V4Buf rope;
@@ -90,12 +110,12 @@ uint key_pos(uint idx) { return pc.use_list != 0u ? pc.list.v[pc.key_first + idx
 void load_k_block(uvec2 kh, uint b, out vec2 p[4])
 {
     if (neox_block(b)) {
-        uvec2 a = UV2Buf(kh).v[b], c = UV2Buf(kh).v[RD / 8u + b];
+        uvec2 a = load_words2(kh, b), c = load_words2(kh, RD / 8u + b);
         vec2 a0 = unpackHalf2x16(a.x), a1 = unpackHalf2x16(a.y);
         vec2 c0 = unpackHalf2x16(c.x), c1 = unpackHalf2x16(c.y);
         p[0] = vec2(a0.x, c0.x); p[1] = vec2(a0.y, c0.y); p[2] = vec2(a1.x, c1.x); p[3] = vec2(a1.y, c1.y);
     } else {
-        uvec4 a = UV4Buf(kh).v[b];
+        uvec4 a = load_words4(kh, b);
         p[0] = unpackHalf2x16(a.x); p[1] = unpackHalf2x16(a.y);
         p[2] = unpackHalf2x16(a.z); p[3] = unpackHalf2x16(a.w);
     }
@@ -194,7 +214,7 @@ void main()
             } else {
                 if (pos >> pc.page_shift != page) {
                     page = pos >> pc.page_shift;
-                    base = pc.pages.v[page];
+                    base = load_words2(uvec2(pc.pages), page);
                 }
                 kh = addr_add(base, (pos & ((1u << pc.page_shift) - 1u)) * row_bytes + g * D * 2u);
             }
@@ -252,7 +272,7 @@ void main()
                 uint b = cl + 8u * j;
                 uvec4 a = uvec4(0u);
                 if (b < NB)
-                    a = UV4Buf(vh).v[b];
+                    a = load_words4(vh, b);
                 vb[j][0] = unpackHalf2x16(a.x); vb[j][1] = unpackHalf2x16(a.y);
                 vb[j][2] = unpackHalf2x16(a.z); vb[j][3] = unpackHalf2x16(a.w);
             }

@@ -305,11 +305,17 @@ static esa_status create_device(esa_context *ctx)
         .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES,
         .bufferDeviceAddress = VK_TRUE,
     };
+    /* shaderInt64 where the device has it: attend64 (tuning.c) */
+    VkPhysicalDeviceFeatures2 have = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2};
+    vk->vkGetPhysicalDeviceFeatures2(ctx->physical, &have);
+    VkPhysicalDeviceFeatures want = {.shaderInt64 = have.features.shaderInt64};
+    ctx->shader_int64 = have.features.shaderInt64 == VK_TRUE;
     VkDeviceCreateInfo ci = {
         .sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO,
         .pNext = &f12,
         .queueCreateInfoCount = 1,
         .pQueueCreateInfos = &qi,
+        .pEnabledFeatures = &want,
     };
     VkResult r = vk->vkCreateDevice(ctx->physical, &ci, NULL, &ctx->device);
     if (r != VK_SUCCESS)

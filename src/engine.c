@@ -11,7 +11,8 @@ esa_status esa_context_create_external(const esa_external_device_desc *desc, esa
     if (!desc || !desc->get_instance_proc_addr || !desc->instance || !desc->physical_device ||
         !desc->device || !desc->queue)
         return ESA_ERROR_INVALID_ARGUMENT;
-    if (!ESA_RESERVED_ZERO(desc->reserved) || !esa_tuning_valid(desc->tuning))
+    if (!ESA_RESERVED_ZERO(desc->reserved) || !esa_tuning_valid(desc->tuning) ||
+        (desc->features & ~(uint32_t)ESA_FEATURE_SHADER_INT64) != 0)
         return ESA_ERROR_INVALID_ARGUMENT;
     esa_context *ctx = esa_calloc(NULL, 1, sizeof *ctx);
     if (!ctx)
@@ -22,6 +23,7 @@ esa_status esa_context_create_external(const esa_external_device_desc *desc, esa
     ctx->queue = desc->queue;
     ctx->queue_family = desc->queue_family;
     ctx->tuning = desc->tuning;
+    ctx->shader_int64 = (desc->features & ESA_FEATURE_SHADER_INT64) != 0;
     esa_status s = ESA_SUCCESS;
     if (!esa_vk_load_global(&ctx->vk, desc->get_instance_proc_addr) ||
         !esa_vk_load_instance(&ctx->vk, ctx->instance))
@@ -33,6 +35,13 @@ esa_status esa_context_create_external(const esa_external_device_desc *desc, esa
     }
     if (s == ESA_SUCCESS)
         s = esa_context_init_device_state(ctx);
+    if (s == ESA_SUCCESS && ctx->shader_int64) {
+        VkPhysicalDeviceFeatures2 f2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2};
+        ctx->vk.vkGetPhysicalDeviceFeatures2(ctx->physical, &f2);
+        if (!f2.features.shaderInt64)
+            s = esa_fail(ctx, ESA_ERROR_INVALID_ARGUMENT,
+                         "ESA_FEATURE_SHADER_INT64: %s does not support shaderInt64", ctx->info.name);
+    }
     if (s != ESA_SUCCESS) {
         esa_context_destroy(ctx);
         return s;

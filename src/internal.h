@@ -75,6 +75,9 @@ struct esa_context {
     VkFence fence;
     VkPipelineLayout layout;      /* one push-constant range, no descriptor sets */
     VkPipeline pipes[ESA_PIPE_COUNT];
+    int shader_int64;             /* shaderInt64 is enabled on the device: the context's own
+                                   * where supported, an adopted one where the caller says so
+                                   * (ESA_FEATURE_SHADER_INT64) */
     VkShaderModule attend_module; /* attend and score pipelines depend on the shape: made per */
     VkShaderModule score_module;  /* cache */
     uint32_t wg_size;             /* default workgroup size of the 1-D kernels */
@@ -139,6 +142,8 @@ typedef struct esa_attend_tuning {
     const char *name;
     uint32_t td, rpi, kl, wg, workgroups, reg_dims, split_keys, lane_keys;
 } esa_attend_tuning;
+/* 1: attend pipelines come from attend64 (the profile asks for it, shaderInt64 is on) */
+int esa_attend_load64(const esa_context *ctx);
 void esa_attend_tuning_for(const esa_context *ctx, uint32_t head_dim, uint32_t group, int decode,
                            esa_attend_tuning *out);
 /* The score pipeline for score dimension dc (a multiple of 8) and tm tokens per lane; paged:

@@ -118,7 +118,10 @@ esa_status esa_pipelines_create(esa_context *ctx)
         if (s != ESA_SUCCESS)
             return s;
     }
-    esa_status s = make_module(ctx, esa_shader_attend_spv, esa_shader_attend_spv_size, &ctx->attend_module);
+    int w64 = esa_attend_load64(ctx);
+    esa_status s = make_module(ctx, w64 ? esa_shader_attend64_spv : esa_shader_attend_spv,
+                               w64 ? esa_shader_attend64_spv_size : esa_shader_attend_spv_size,
+                               &ctx->attend_module);
     if (s == ESA_SUCCESS)
         s = make_module(ctx, esa_shader_score_spv, esa_shader_score_spv_size, &ctx->score_module);
     return s;

@@ -12,7 +12,12 @@
  *    them (rpi), the key's blocks passed around the cluster by shuffles. Decode has a group's
  *    few rows only: their dims split over the 8 lanes (td 8). Measured with esa-bench on Mesa
  *    22.3 (lavapipe's shader compiler also takes minutes for large register tiles: rpi is
- *    kept small).
+ *    kept small). A lane-varying buffer load costs one loop over the lanes per component,
+ *    whatever its width: with shaderInt64 the keys and values come as 64-bit words (load64:
+ *    attend64), and the prefill attention of esa-bench ran 1.2x faster (12-05, 16k and 64k).
+ *    A uniform address costs the same loop (a probe reading one address per subgroup: 8x the
+ *    loads, 7.6x the time), and fma() instead of mul + add changed nothing: the loads are the
+ *    cost.
  *    llvmpipe also ends the loops of an invocation after 65535 iterations in all (gallivm's
  *    guard against endless loops): on any CPU device, whichever profile runs, a key lane takes
  *    at most 16384 keys (lane_keys: a list part with rotation costs up to three iterations a
@@ -32,19 +37,32 @@
 typedef struct attend_profile {
     const char *name;
     esa_attend_tuning decode, chunk; /* rpi 0: the GQA group (all heads of one KV head) */
+    int load64;                      /* attend64 (64-bit key/value words) where shaderInt64 is on */
 } attend_profile;
 
 static const attend_profile profiles[] = {
     {"cpu", {.td = 8, .rpi = 0, .kl = 1, .wg = 8, .workgroups = 64, .reg_dims = 1024},
-            {.td = 1, .rpi = 4, .kl = 1, .wg = 8, .workgroups = 64, .reg_dims = 512, .split_keys = 4096}},
+            {.td = 1, .rpi = 4, .kl = 1, .wg = 8, .workgroups = 64, .reg_dims = 512, .split_keys = 4096},
+            .load64 = 1},
     {"gpu", {.td = 8, .rpi = 0, .kl = 16, .wg = 128, .workgroups = 512, .reg_dims = 64},
-            {.td = 8, .rpi = 2, .kl = 1, .wg = 128, .workgroups = 512, .reg_dims = 32}},
+            {.td = 8, .rpi = 2, .kl = 1, .wg = 128, .workgroups = 512, .reg_dims = 32},
+            .load64 = 0},
 };
+
+static const attend_profile *attend_profile_of(const esa_context *ctx)
+{
+    return &profiles[ctx->tuning == ESA_TUNING_CPU ? 0 : 1];
+}
+
+int esa_attend_load64(const esa_context *ctx)
+{
+    return attend_profile_of(ctx)->load64 && ctx->shader_int64;
+}
 
 void esa_attend_tuning_for(const esa_context *ctx, uint32_t head_dim, uint32_t group, int decode,
                            esa_attend_tuning *out)
 {
-    const attend_profile *p = &profiles[ctx->tuning == ESA_TUNING_CPU ? 0 : 1];
+    const attend_profile *p = attend_profile_of(ctx);
     esa_attend_tuning t = decode ? p->decode : p->chunk;
     /* llvmpipe's loop guard belongs to the driver, whichever variant runs on it */
     t.lane_keys = ctx->info.type == ESA_DEVICE_CPU ? 16384u : 0u;

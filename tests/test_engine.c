@@ -116,6 +116,11 @@ int main(void)
     esa_external_device_desc xbad = xd;
     xbad.tuning = (esa_tuning)7;
     EXPECT(esa_context_create_external(&xbad, &ext_ctx) == ESA_ERROR_INVALID_ARGUMENT && !ext_ctx, "tuning 7");
+    xbad = xd;
+    xbad.features = 2; /* no such feature */
+    EXPECT(esa_context_create_external(&xbad, &ext_ctx) == ESA_ERROR_INVALID_ARGUMENT && !ext_ctx, "features 2");
+    /* features 0: this context's attention reads 32-bit words, the simple context's 64-bit
+     * ones where it enabled shaderInt64 (CPU tuning, lavapipe): the steps below compare them */
     EXPECT_STATUS(esa_context_create_external(&xd, &ext_ctx), ESA_SUCCESS);
 
     enum { H = 6, G = 2, D = 64, HD = H * D, GD = G * D, C = 16, STEPS = 18 };
