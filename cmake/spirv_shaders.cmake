@@ -4,9 +4,8 @@
 # (checked by spirv-val where found), embedded as PREFIX_shader_name_spv[] and
 # PREFIX_shader_name_spv_size in GEN_DIR/name_spv.c; GEN_DIR/HEADER declares them all, and
 # OUT_VAR receives the .c files. Uses GLSLC and SPIRV_VAL (find_program, top level).
-set(ESA_EMBED_SPIRV "${CMAKE_CURRENT_LIST_DIR}/embed_spirv.cmake")
-
 function(esa_spirv_shaders prefix src_dir gen header out_var)
+  set(embed "${CMAKE_CURRENT_FUNCTION_LIST_DIR}/embed_spirv.cmake")
   file(MAKE_DIRECTORY "${gen}")
   set(sources)
   set(decls "/* generated: the embedded SPIR-V of ${prefix}'s shaders */\n#include <stddef.h>\n#include <stdint.h>\n")
@@ -35,8 +34,8 @@ function(esa_spirv_shaders prefix src_dir gen header out_var)
     add_custom_command(
       OUTPUT "${csrc}"
       COMMAND ${CMAKE_COMMAND} -DSPV=${spv} -DOUT=${csrc} -DNAME=${prefix}_shader_${name}
-              -P "${ESA_EMBED_SPIRV}"
-      DEPENDS "${spv}" "${ESA_EMBED_SPIRV}"
+              -P "${embed}"
+      DEPENDS "${spv}" "${embed}"
       VERBATIM)
     list(APPEND sources "${csrc}")
     string(APPEND decls "extern const uint32_t ${prefix}_shader_${name}_spv[];\nextern const size_t ${prefix}_shader_${name}_spv_size;\n")

@@ -43,7 +43,7 @@ extern "C" {
 #endif
 
 #define ESA_VERSION_MAJOR 0
-#define ESA_VERSION_MINOR 2
+#define ESA_VERSION_MINOR 3
 #define ESA_VERSION_PATCH 0
 #define ESA_VERSION_NUMBER (ESA_VERSION_MAJOR * 10000 + ESA_VERSION_MINOR * 100 + ESA_VERSION_PATCH)
 
@@ -498,7 +498,13 @@ typedef struct esa_external_device_desc {
     uint32_t queue_family;             /* a family with VK_QUEUE_COMPUTE_BIT */
     esa_tuning tuning;                 /* default ESA_TUNING_AUTO */
     uint32_t features;                 /* ESA_FEATURE_* bits: optional features the caller
-                                        * enabled on device, which the library may use (0: none) */
+                                        * enabled on device, which the library may then use
+                                        * (0: none). Vulkan cannot tell the library what a
+                                        * device was created with: a bit for a feature the
+                                        * device supports but device was not created with is
+                                        * the caller's error (the validation layer reports it);
+                                        * one the physical device does not support, or an
+                                        * unknown bit, is ESA_ERROR_INVALID_ARGUMENT */
     uint32_t reserved[6];              /* must be zero */
 } esa_external_device_desc;
 
@@ -506,7 +512,7 @@ typedef struct esa_external_device_desc {
  * enables each one the device supports. */
 enum {
     /* VkPhysicalDeviceFeatures::shaderInt64: CPU-tuned contexts read keys and values in 64-bit
-     * words (half the loads on lavapipe; the same results) */
+     * words (the same bytes in half the load loops of lavapipe; the same results) */
     ESA_FEATURE_SHADER_INT64 = 1u
 };
 

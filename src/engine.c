@@ -33,15 +33,15 @@ esa_status esa_context_create_external(const esa_external_device_desc *desc, esa
         if (!esa_vk_load_device(&ctx->vk, ctx->device))
             s = esa_fail(ctx, ESA_ERROR_NO_DEVICE, "the given device lacks entry points");
     }
-    if (s == ESA_SUCCESS)
-        s = esa_context_init_device_state(ctx);
-    if (s == ESA_SUCCESS && ctx->shader_int64) {
+    if (s == ESA_SUCCESS && ctx->shader_int64) { /* before any module that uses it is made */
         VkPhysicalDeviceFeatures2 f2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2};
         ctx->vk.vkGetPhysicalDeviceFeatures2(ctx->physical, &f2);
         if (!f2.features.shaderInt64)
             s = esa_fail(ctx, ESA_ERROR_INVALID_ARGUMENT,
-                         "ESA_FEATURE_SHADER_INT64: %s does not support shaderInt64", ctx->info.name);
+                         "ESA_FEATURE_SHADER_INT64: the physical device does not support shaderInt64");
     }
+    if (s == ESA_SUCCESS)
+        s = esa_context_init_device_state(ctx);
     if (s != ESA_SUCCESS) {
         esa_context_destroy(ctx);
         return s;

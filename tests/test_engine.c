@@ -120,13 +120,14 @@ int main(void)
     xbad.features = 2; /* no such feature */
     EXPECT(esa_context_create_external(&xbad, &ext_ctx) == ESA_ERROR_INVALID_ARGUMENT && !ext_ctx, "features 2");
     /* features 0: this context's attention reads 32-bit words, the simple context's 64-bit
-     * ones where it enabled shaderInt64 (CPU tuning, lavapipe): the steps below compare them */
+     * ones where it enabled shaderInt64 (CPU tuning, lavapipe): the steps below compare them,
+     * NeoX pairs in the rotated half of each head and plain blocks in the rest */
     EXPECT_STATUS(esa_context_create_external(&xd, &ext_ctx), ESA_SUCCESS);
 
     enum { H = 6, G = 2, D = 64, HD = H * D, GD = G * D, C = 16, STEPS = 18 };
     esa_cache_desc d = {.n_layers = 1, .n_heads = H, .n_kv_heads = G, .head_dim = D, .n_initial = 4,
                         .n_local = 16, .top_k = 8, .chunk = C, .max_tokens = C * STEPS,
-                        .score_mode = ESA_SCORES_EXACT};
+                        .score_mode = ESA_SCORES_EXACT, .rope_style = ESA_ROPE_NEOX, .rope_dims = 32};
     esa_cache *xc = NULL, *sc = NULL;
     /* the engine's cache in pages of 16 tokens, under the smallest device budget (1 initial,
      * 2 local + current and 1 spare page): its page moves are recorded into the caller's

@@ -392,7 +392,7 @@ static esag_status create_attention(esag_rt *rt)
         .device = rt->device,
         .queue = rt->queue,
         .queue_family = rt->queue_family,
-        .features = rt->info.shader_int64 ? ESA_FEATURE_SHADER_INT64 : 0u, /* enabled: rt_vk */
+        .features = rt->info.shader_int64 ? ESA_FEATURE_SHADER_INT64 : 0u, /* enabled above */
     };
     esa_status s = esa_context_create_external(&xd, &rt->esa);
     if (s != ESA_SUCCESS)
